@@ -1,0 +1,1 @@
+"""Domain adaptation (DANN) for networks that nnaudit verifies and attacks."""

@@ -1,0 +1,1 @@
+"""Gradient-based adversarial attacks on ONNX networks."""

@@ -1,0 +1,11 @@
+"""ONNX networks: loading, the IR, the bundled zoo and data sets.
+
+``load(path)`` turns an ONNX file into a :class:`Network` whose layers the
+verifiers, attacks and reports share.  Importing this package is cheap: the
+op classes (and onnx) are imported on the first ``load``.
+"""
+
+from nnaudit.networks.ir import CheckResult, Layer, Network
+from nnaudit.networks.loader import load
+
+__all__ = ["CheckResult", "Layer", "Network", "load"]

@@ -1,0 +1,98 @@
+"""The ``nnaudit`` command line.
+
+One Click group builds a context object (log level, output format) that the
+subcommands share.  Each subcommand lives in ``nnaudit/commands/<name>.py``
+as a module-level ``command`` and is imported only when it is invoked, so
+``nnaudit --help`` stays fast and does not import torch or z3.
+
+Exit codes: 0 ok (for ``verify``: holds), 1 a requirement or property
+failed (``verify``: violated), 2 bad input or usage, 3 unknown/timeout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from nnaudit.errors import NnauditError
+
+#: subcommand name -> one-line help (shown without importing the command)
+COMMANDS: dict[str, str] = {
+    "inspect": "Show a model's layers, shapes, parameters and the onnxruntime cross-check.",
+    "verify": "Verify a VNN-LIB property: holds, violated (with counterexample) or unknown.",
+    "regions": "Check safety of every image region under discretized manipulations (DLV).",
+    "attack": "Run adversarial attacks and report robust accuracy per eps.",
+    "adapt": "Domain-adversarial (DANN) training and export of the adapted model to ONNX.",
+    "report": "Render JSON results into one self-contained HTML report.",
+    "check": "Run the declarative robustness checks of nnaudit.toml (for CI).",
+    "demo": "Run the whole suite on the bundled zoo and write a report.",
+}
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok (verify: the property holds)
+  1  a check failed (verify: the property is violated)
+  2  bad input or usage
+  3  unknown or timeout
+"""
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"nnaudit.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"nnaudit.commands.{name}":
+                return _not_available(name)
+            raise
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(COMMANDS.items()))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NnauditError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def _not_available(name: str) -> click.Command:
+    @click.command(name=name, help=COMMANDS[name] + " (not available in this build)")
+    def missing() -> None:
+        raise click.UsageError(f"the {name!r} command is not available in this build")
+
+    return missing
+
+
+@click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nnaudit")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """nnaudit: verification and robustness testing for ONNX neural networks."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="nnaudit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

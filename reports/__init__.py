@@ -1,0 +1,1 @@
+"""Versioned JSON results and self-contained HTML reports."""

@@ -1,0 +1,1 @@
+"""Verification: complete VNN-LIB verification and region safety (DLV)."""
