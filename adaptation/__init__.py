@@ -1,1 +1,48 @@
-"""Domain adaptation (DANN) for networks that nnaudit verifies and attacks."""
+"""Domain adaptation (DANN) for networks that nnaudit verifies and attacks.
+
+Domain-Adversarial Training of Neural Networks (Ganin et al., JMLR 2016):
+a feature extractor feeds a label predictor and, through a gradient reversal
+layer, a domain classifier, so the features become discriminative for the
+task and indistinguishable between the labelled source and the unlabelled
+target domain.  The adapted classifier is exported to ONNX for
+``nnaudit verify/regions/attack``.
+
+Importing this package is cheap; torch is imported with the first use of
+an attribute below::
+
+    from nnaudit.adaptation import DannConfig, train_dann, export_onnx, moons_task
+    run = train_dann(moons_task(seed=0), DannConfig(epochs=300, lr0=0.05, batch_size=32))  # = for_task("moons")
+    export_onnx(run, "adapted.onnx")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DannConfig": "config", "for_task": "config",
+    "GradientReversal": "grl", "grad_reverse": "grl",
+    "DANN": "models", "SourceOnly": "models",
+    "adaptation_factor": "schedules", "learning_rate": "schedules",
+    "DomainData": "data", "Split": "data", "DigitsShift": "data",
+    "moons_task": "data", "digits_m_task": "data", "npz_task": "data", "bundled_task": "data",
+    "train_dann": "trainer", "DannRun": "trainer",
+    "proxy_a_distance": "metrics",
+    "export_onnx": "export", "ExportResult": "export",
+    "adapt_body": "record",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -136,8 +136,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def read_result(path: str | os.PathLike[str], *, kind: str | None = None) -> dict[str, Any]:
-    """Read and check a result file; errors name the file and the problem."""
+def read_result(path: str | os.PathLike[str], *, kind: str | None = None, validate: bool = True) -> dict[str, Any]:
+    """Read and check a result file; errors name the file and the problem.
+
+    With ``validate`` (the default) the whole document is checked against the
+    shape of its kind (:mod:`nnaudit.reports.validate`); errors then read
+    ``run.json: $.results[2].eps: expected a number, got "x"``."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: result file not found")
@@ -153,4 +157,8 @@ def read_result(path: str | os.PathLike[str], *, kind: str | None = None) -> dic
         raise DataError(f"{p}: unknown result kind {doc.get('kind')!r}; expected one of {KINDS}")
     if kind is not None and doc["kind"] != kind:
         raise DataError(f"{p}: expected a {kind!r} result, got {doc['kind']!r}")
+    if validate:
+        from nnaudit.reports.validate import validate as check_shape
+
+        check_shape(doc, str(p))
     return doc

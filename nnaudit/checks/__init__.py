@@ -1,0 +1,37 @@
+"""Declarative robustness checks for CI (``nnaudit check`` and the pytest plugin).
+
+- :mod:`nnaudit.config` reads the checks file into frozen check dataclasses;
+- :mod:`.adapters` binds each check kind (attack, regions, verify) to the Python API;
+- :mod:`.judge` compares results with requirements and writes the messages;
+- :mod:`.runner` prepares and runs checks;
+- :mod:`.output` prints the table and writes the JSON, JUnit and HTML outputs;
+- :mod:`.outcome` holds the status enum, the outcome records and the exit codes.
+
+Names are resolved lazily so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Status": "nnaudit.checks.outcome",
+    "Judgement": "nnaudit.checks.outcome",
+    "CheckOutcome": "nnaudit.checks.outcome",
+    "ExitPolicy": "nnaudit.checks.outcome",
+    "RunSettings": "nnaudit.checks.adapters",
+    "run_checks": "nnaudit.checks.runner",
+    "run_check": "nnaudit.checks.runner",
+    "judge_attack": "nnaudit.checks.judge",
+    "judge_regions": "nnaudit.checks.judge",
+    "judge_verify": "nnaudit.checks.judge",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnaudit.checks' has no attribute {name!r}")

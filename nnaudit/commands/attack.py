@@ -1,0 +1,156 @@
+"""``nnaudit attack MODEL.onnx --data DATA``: robust accuracy under adversarial attacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nnaudit.errors import ConfigError
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--{what}: expected one or more finite numbers, got {text!r}")
+    return values
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``ATTACK.FIELD=VALUE`` pairs -> {attack: {field: value}}; values parsed as JSON when possible."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        attack, dot, name = key.partition(".")
+        if not sep or not dot or not attack or not name:
+            raise ConfigError(f"--set: expected ATTACK.OPTION=VALUE (e.g. pgd.steps=100), got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(attack.strip().lower(), {})[name.strip()] = value
+    return out
+
+
+@click.command("attack", epilog="Exit codes: 0 ok, 2 bad input (model, data, options).")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, help="Labelled samples: an .npz with x (N, ...) float and y (N,) int, or a bundled name (digits, moons).")
+@click.option("--attacks", default="pgd", show_default=True, help="Comma-separated: fgsm, pgd, apgd-ce, apgd-dlr, cw, deepfool, jsma.")
+@click.option("--eps", default="0.1", show_default=True, help="Comma-separated radii (for l0: numbers of changed input values).")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), default="linf", show_default=True, help="Threat-model norm.")
+@click.option("--low", default=0.0, show_default=True, help="Smallest valid input value (data outside is an error).")
+@click.option("--high", default=1.0, show_default=True, help="Largest valid input value.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (random starts); same seed, same result on CPU.")
+@click.option("--batch-size", default=256, show_default=True, help="Samples attacked together.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest for small networks).")
+@click.option("--limit", type=int, default=None, help="Use only the first N samples.")
+@click.option("--set", "settings", multiple=True, metavar="ATTACK.OPTION=VALUE", help="Attack option, e.g. pgd.steps=100 or cw.binary_search_steps=9 (repeatable).")
+@click.option("--examples", default=4, show_default=True, help="Adversarial examples per eps kept in the JSON gallery.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result document here (updated after each attack).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --json, skipping finished attacks.")
+def command(model: str, data: str, attacks: str, eps: str, norm: str, low: float, high: float, device: str,
+            seed: int, batch_size: int, threads: int | None, limit: int | None, settings: tuple[str, ...], examples: int,
+            json_path: str | None, resume: bool) -> None:
+    """Attack MODEL on DATA and report clean accuracy, robust accuracy per eps
+    (per attack and the per-sample worst case over all attacks), success rate,
+    median perturbation of successful attacks and time per attack.  Every
+    success is confirmed by onnxruntime on MODEL itself."""
+    from nnaudit.attacks.evaluation import evaluate
+    from nnaudit.networks import load
+    from nnaudit.networks.datasets import load_data
+    from nnaudit.reports import schema
+
+    if resume and json_path is None:
+        raise ConfigError("--resume: needs --json PATH of the interrupted run")
+    if batch_size < 1 or (limit is not None and limit < 1) or examples < 0:
+        raise ConfigError(f"expected --batch-size >= 1, --limit >= 1 and --examples >= 0, got {batch_size}, {limit}, {examples}")
+    eps_list = _floats(eps, "eps")
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    options = _options(settings)
+    net = load(model)
+    x, y = load_data(data, tuple(net.input_shape), num_classes=net.output_size)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    run_settings = {"data": data, "attacks": names, "eps": eps_list, "norm": norm, "range": [low, high],
+                    "batch_size": batch_size, "limit": limit, "options": options, "examples": examples}
+    doc = schema.new_result("attack", network=net, settings=run_settings, seeds={"attack": seed}, device=device)
+    done = _resumed(Path(json_path), doc, len(y)) if resume else None
+
+    def save(ev: Any) -> None:
+        if json_path is not None:
+            doc.update(ev.to_dict(examples=examples))
+            schema.write_json(doc, json_path)
+
+    ev = evaluate(net, x, y, attacks=names, eps=eps_list, norm=norm, bounds=(low, high), device=device,
+                  seed=seed, batch_size=batch_size, threads=threads, options=options, done=done, on_cell=save, on_batch=_Progress())
+    _print(ev)
+    if json_path is not None:
+        doc.update(ev.to_dict(examples=examples))
+        schema.write_json(schema.finish(doc), json_path)
+        click.echo(f"wrote {json_path}")
+
+
+def _resumed(path: Path, doc: dict[str, Any], n: int) -> dict:
+    """Finished cells of the run saved at ``path``, after checking it is the same run."""
+    from nnaudit.attacks.evaluation import cells_from_dict
+    from nnaudit.reports import schema
+
+    old = schema.read_result(path, kind="attack")
+    for key, got, want in (("model sha256", (old.get("model") or {}).get("sha256"), doc["model"]["sha256"]),
+                           ("settings", old.get("settings"), json.loads(json.dumps(doc["settings"]))),
+                           ("seeds", old.get("seeds"), doc["seeds"]), ("num_samples", old.get("num_samples"), n)):
+        if got != want:
+            raise ConfigError(f"{path}: cannot resume, {key} differ (saved {got!r}, now {want!r})")
+    doc["started"] = old.get("started", doc["started"])
+    return cells_from_dict(old, n)
+
+
+class _Progress:
+    """Progress bar per (attack, eps) on stderr, advanced after each batch."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, float] | None = None
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, attack: str, eps: float, done: int, total: int) -> None:
+        if self.key != (attack, eps):
+            self._close()
+            self.key, self.done = (attack, eps), 0
+            self.bar = click.progressbar(length=total, label=f"{attack:>9} eps={eps:g}", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+        if done >= total:
+            self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar, self.key = None, None
+
+
+def _print(ev: Any) -> None:
+    body = ev.to_dict(examples=0)
+    click.echo(f"samples {body['num_samples']}   clean accuracy {body['clean_accuracy']:.2%}   norm {body['norm']}")
+    click.echo(f"{'eps':>8}  {'attack':<9} {'robust acc':>10} {'success':>8} {'median l0/l2/linf':>26} {'time s':>8} {'mismatch':>8}")
+    for entry in body["results"]:
+        e = entry["eps"]
+        for a in list(ev.attacks) + ["worst"]:
+            if a not in entry["robust_accuracy"]:
+                continue
+            med = entry["median_perturbation"].get(a)
+            med_s = "-" if not med else f"{med['l0']:g}/{med['l2']:.3g}/{med['linf']:.3g}"
+            t = entry["time_s"].get(a)
+            t_s = "" if t is None or math.isnan(t) else f"{t:.2f}"
+            mism = entry["mismatches"].get(a, "")
+            click.echo(f"{e:>8g}  {a:<9} {entry['robust_accuracy'][a]:>10.2%} {entry['success_rate'][a]:>8.2%} "
+                       f"{med_s:>26} {t_s:>8} {mism!s:>8}")

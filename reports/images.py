@@ -1,0 +1,160 @@
+"""Small inline images for the report: inputs, differences and safety maps.
+
+Every picture is a PNG encoded in a ``data:`` URI so the report is one file.
+Images are stored at their native resolution (an 8x8 digit is ~150 bytes)
+and enlarged by the browser with ``image-rendering: pixelated``; only the
+safety map is enlarged here, because it draws region borders between pixels.
+Colours come from matplotlib colormaps; encoding is done by Pillow (a
+matplotlib dependency) to keep thousands of thumbnails fast and small.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: verdict -> RGB colour of the safety map (colour-blind safe: blue / orange-red / grey)
+VERDICT_RGB = {"safe": (0x1b, 0x9e, 0x77), "unsafe": (0xd9, 0x3b, 0x1b), "unknown": (0x9e, 0x9e, 0x9e)}
+MAP_TARGET_PX = 96  # enlarged safety maps are about this wide
+MAP_MAX_SCALE = 12
+TINT = 0.45  # how strongly a region's verdict colour covers the image
+
+
+def as_image(flat: Sequence[float], shape: Sequence[int]) -> np.ndarray | None:
+    """The flat input as a displayable image, or None when it is not one.
+
+    Returns (H, W) for grey images or (H, W, 3) for colour ones.  Accepts
+    (H, W), (1|3, H, W), (H, W, 1|3), and flat vectors of a square size >= 16
+    (e.g. (64,) digits, (784, 1) MNIST)."""
+    arr = np.asarray(flat, dtype=np.float64)
+    dims = [int(d) for d in shape if int(d) != 1] if shape else [arr.size]
+    if arr.size == 0 or math.prod(dims) != arr.size:
+        return None
+    if len(dims) == 1:
+        side = math.isqrt(dims[0])
+        return arr.reshape(side, side) if side * side == dims[0] and side >= 4 else None
+    if len(dims) == 2:
+        return arr.reshape(dims) if min(dims) >= 2 else None
+    if len(dims) == 3 and dims[0] == 3:
+        return np.moveaxis(arr.reshape(dims), 0, -1)
+    if len(dims) == 3 and dims[2] == 3:
+        return arr.reshape(dims)
+    return None
+
+
+def value_range(*images: np.ndarray) -> tuple[float, float]:
+    """A shared display range covering [0, 1] and all values of ``images``."""
+    lo = min([0.0] + [float(np.nanmin(im)) for im in images if im.size])
+    hi = max([1.0] + [float(np.nanmax(im)) for im in images if im.size])
+    return lo, hi
+
+
+def png_uri(rgb: np.ndarray) -> str:
+    """(H, W, 3|4) uint8 pixels as a ``data:image/png;base64`` URI."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _colormap(name: str) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def to_rgb(image: np.ndarray, lo: float, hi: float, cmap: str = "gray") -> np.ndarray:
+    """Grey (H, W) through ``cmap`` or colour (H, W, 3) scaled to ``[lo, hi]`` -> uint8 (H, W, 3)."""
+    scaled = np.clip((image - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+    if image.ndim == 3:
+        return (scaled * 255).round().astype(np.uint8)
+    return (_colormap(cmap)(scaled)[..., :3] * 255).round().astype(np.uint8)
+
+
+def image_uri(image: np.ndarray, lo: float, hi: float) -> str:
+    """An input image as a PNG URI (grey images: ``lo`` white, ``hi`` black, like ink on paper)."""
+    return png_uri(to_rgb(image, lo, hi, cmap="gray_r"))
+
+
+def difference_uri(diff: np.ndarray) -> tuple[str, float]:
+    """The perturbation amplified to the full colour range of a diverging map.
+
+    Returns the URI and the largest absolute change (blue = decreased, red =
+    increased, white = unchanged); colour images are shown as the per-pixel
+    channel mean."""
+    d = diff.mean(axis=-1) if diff.ndim == 3 else diff
+    peak = float(np.nanmax(np.abs(d))) if d.size else 0.0
+    scale = peak if peak > 0 else 1.0
+    return png_uri(to_rgb(d, -scale, scale, cmap="RdBu_r")), peak
+
+
+def safety_map_uri(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: float, hi: float) -> tuple[str, int]:
+    """The image (dark ink on white) with each region tinted by its verdict and outlined.
+
+    ``regions`` are dicts with ``box`` ([row0, col0, row1, col1), end exclusive)
+    and ``verdict``; the image is enlarged by an integer factor so borders fall
+    between pixels.  Unsafe regions are drawn last so they stay visible where
+    regions overlap.  Returns the URI and the enlargement factor."""
+    h, w = image.shape[:2]
+    scale = max(1, min(MAP_MAX_SCALE, math.ceil(MAP_TARGET_PX / max(h, w))))
+    base = to_rgb(image, lo, hi, cmap="gray_r").astype(np.float64)  # ink dark on white: tints stay readable
+    tinted = base.copy()
+    borders = np.zeros((h * scale, w * scale, 3), dtype=np.float64)
+    edge = np.zeros((h * scale, w * scale), dtype=bool)
+    order = {"safe": 0, "unknown": 1, "unsafe": 2}
+    for region in sorted(regions, key=lambda r: order.get(r["verdict"], 1)):
+        r0, c0, r1, c1 = region["box"]
+        colour = np.array(VERDICT_RGB.get(region["verdict"], VERDICT_RGB["unknown"]), dtype=np.float64)
+        tinted[r0:r1, c0:c1] = (1 - TINT) * base[r0:r1, c0:c1] + TINT * colour
+        R0, C0, R1, C1 = r0 * scale, c0 * scale, r1 * scale - 1, c1 * scale - 1
+        for rows, cols in ((slice(R0, R0 + 1), slice(C0, C1 + 1)), (slice(R1, R1 + 1), slice(C0, C1 + 1)),
+                           (slice(R0, R1 + 1), slice(C0, C0 + 1)), (slice(R0, R1 + 1), slice(C1, C1 + 1))):
+            borders[rows, cols] = colour * 0.7
+            edge[rows, cols] = True
+    big = np.repeat(np.repeat(tinted, scale, axis=0), scale, axis=1)
+    if scale >= 3:
+        big[edge] = borders[edge]
+    return png_uri(big.round().astype(np.uint8)), scale
+
+
+def box_of(region: dict[str, Any], shape: tuple[int, int]) -> list[int]:
+    """The region's ``box``, or the bounding box of its ``pixels``, or the whole image."""
+    h, w = shape
+    box = region.get("box")
+    if box:
+        r0, c0, r1, c1 = (int(v) for v in box)
+        return [max(0, r0), max(0, c0), min(h, max(r1, r0 + 1)), min(w, max(c1, c0 + 1))]
+    pixels = [p for p in region.get("pixels") or [] if 0 <= p < h * w]
+    if pixels:
+        rows, cols = np.divmod(np.asarray(pixels), w)
+        return [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1]
+    return [0, 0, h, w]
+
+
+def thumbnail(image: np.ndarray, max_side: int = 64) -> tuple[np.ndarray, int]:
+    """Block-average ``image`` (H, W[, 3]) by the smallest integer factor that
+    brings its longer side to at most ``max_side``; returns it and the factor."""
+    h, w = image.shape[:2]
+    factor = max(1, math.ceil(max(h, w) / max_side))
+    if factor == 1:
+        return image, 1
+    ph, pw = -h % factor, -w % factor
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="edge")
+    shape = (padded.shape[0] // factor, factor, padded.shape[1] // factor, factor) + padded.shape[2:]
+    return padded.reshape(shape).mean(axis=(1, 3)), factor
+
+
+def scaled_box(box: Sequence[int], factor: int, shape: tuple[int, int]) -> list[int]:
+    """A pixel box of the full image in thumbnail coordinates (at least one pixel)."""
+    if factor == 1:
+        return list(box)
+    r0, c0 = box[0] // factor, box[1] // factor
+    r1, c1 = max(r0 + 1, -(-box[2] // factor)), max(c0 + 1, -(-box[3] // factor))
+    return [r0, c0, min(r1, shape[0]), min(c1, shape[1])]

@@ -1,0 +1,135 @@
+"""The DANN trainer: adaptation on the moons, reproducibility, checkpoints, A-distance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnaudit.adaptation.config import DannConfig, for_task
+from nnaudit.adaptation.data import moons_task
+from nnaudit.adaptation.metrics import proxy_a_distance
+from nnaudit.adaptation.trainer import train_dann
+from nnaudit.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def moons_run():
+    """The moons preset, seed 0: 300 short epochs of 150 + 150 points (a few seconds)."""
+    return train_dann(moons_task(seed=0, n_test=400), for_task("moons", a_distance_every=0, device="cpu"))
+
+
+def test_dann_beats_source_only_on_rotated_moons(moons_run) -> None:
+    final = moons_run.final
+    assert final["source_only"]["source_accuracy"] > 0.95
+    assert final["dann"]["source_accuracy"] > 0.95
+    # the rotation breaks the source-only classifier; DANN recovers most of the target
+    assert final["source_only"]["target_accuracy"] < 0.85
+    assert final["dann"]["target_accuracy"] > 0.9
+    assert final["dann"]["target_accuracy"] > final["source_only"]["target_accuracy"] + 0.1
+
+
+def test_epoch_records(moons_run) -> None:
+    assert len(moons_run.epochs) == 300
+    first, last = moons_run.epochs[0], moons_run.epochs[-1]
+    assert first["epoch"] == 1 and last["epoch"] == 300
+    for key in ("source_accuracy", "target_accuracy", "domain_accuracy", "label_loss", "domain_loss", "lambda", "lr"):
+        assert np.isfinite(last["dann"][key])
+    assert set(last["source_only"]) == {"source_accuracy", "target_accuracy", "label_loss"}
+    # the domain classifier ends near chance: the features are hard to tell apart
+    assert 0.3 < last["dann"]["domain_accuracy"] < 0.8
+    assert moons_run.device == "cpu"
+
+
+def test_export_of_run_round_trips(moons_run, tmp_path: Path) -> None:
+    from nnaudit.adaptation.export import export_onnx
+    from nnaudit.networks import load
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+
+    task = moons_task(seed=0, n_test=400)
+    res = export_onnx(moons_run, tmp_path / "m.onnx")
+    assert res.max_abs_error < 1e-4 and res.samples == 64
+    ort_pred = OnnxRuntimeModel(res.path).predict(task.target_eval.x)
+    assert np.mean(ort_pred == task.target_eval.y) == pytest.approx(moons_run.final["dann"]["target_accuracy"], abs=1e-9)
+    net = load(res.path)
+    assert net.input_shape == (2,) and net.output_shape == (2,)
+    assert np.array_equal(net.predict(task.target_eval.x.astype(np.float64)), ort_pred)
+
+
+def _short(**kw) -> DannConfig:
+    return DannConfig(**{"epochs": 4, "batch_size": 32, "a_distance_every": 2, "device": "cpu", **kw})
+
+
+def test_cpu_runs_are_reproducible() -> None:
+    a = train_dann(moons_task(seed=1, n_test=100), _short(seed=5))
+    b = train_dann(moons_task(seed=1, n_test=100), _short(seed=5))
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "time_s"} for r in recs]  # noqa: E731
+    assert strip(a.epochs) == strip(b.epochs)
+    for pa, pb in zip(a.dann.parameters(), b.dann.parameters()):
+        assert torch.equal(pa, pb)
+    c = train_dann(moons_task(seed=1, n_test=100), _short(seed=6))
+    assert strip(c.epochs) != strip(a.epochs)
+
+
+def test_baseline_starts_from_the_same_weights() -> None:
+    run = train_dann(moons_task(seed=1, n_test=100), _short(epochs=1, lr0=1e-12))
+    for pa, pb in zip(run.dann.features.parameters(), run.source_only.features.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    task = moons_task(seed=2, n_test=100)
+    ckpt = tmp_path / "run.ckpt"
+
+    seen: list[int] = []
+
+    def stop_after_two(record: dict, history: list) -> None:
+        seen.append(len(history))
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_dann(task, _short(), checkpoint=ckpt, on_epoch=stop_after_two)
+    assert ckpt.is_file()
+    resumed = train_dann(task, _short(), checkpoint=ckpt, resume=True, on_epoch=lambda r, h: seen.append(len(h)))
+    assert seen == [1, 2, 3, 4]  # the history handed on after resuming includes the restored epochs
+    fresh = train_dann(task, _short())
+    assert resumed.resumed_from == 2 and len(resumed.epochs) == 4
+    for pa, pb in zip(resumed.dann.parameters(), fresh.dann.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+    assert resumed.final == fresh.final
+
+
+def test_resume_rejects_other_settings_or_data(tmp_path: Path) -> None:
+    task = moons_task(seed=2, n_test=100)
+    ckpt = tmp_path / "run.ckpt"
+    train_dann(task, _short(epochs=1), checkpoint=ckpt)
+    with pytest.raises(ConfigError, match=r"run\.ckpt: cannot resume, the settings differ \(lr0"):
+        train_dann(task, _short(epochs=1, lr0=0.5), checkpoint=ckpt, resume=True)
+    with pytest.raises(DataError, match="different data"):
+        train_dann(moons_task(seed=3, n_test=100), _short(epochs=1), checkpoint=ckpt, resume=True)
+    (tmp_path / "junk.ckpt").write_text("junk")
+    with pytest.raises(DataError, match=r"junk\.ckpt: not a readable DANN checkpoint"):
+        train_dann(task, _short(epochs=1), checkpoint=tmp_path / "junk.ckpt", resume=True)
+
+
+def test_user_modules_and_missing_cuda() -> None:
+    from torch import nn
+
+    parts = (nn.Sequential(nn.Linear(2, 8), nn.ReLU()), nn.Linear(8, 2), nn.Linear(8, 2))
+    run = train_dann(moons_task(seed=0, n_test=50), _short(epochs=1), parts=parts)
+    assert run.dann.features is parts[0]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            train_dann(moons_task(seed=0, n_test=50), _short(device="cuda"))
+
+
+def test_proxy_a_distance_extremes() -> None:
+    rng = np.random.default_rng(0)
+    same = proxy_a_distance(rng.normal(size=(400, 5)), rng.normal(size=(400, 5)))
+    apart = proxy_a_distance(rng.normal(size=(400, 5)), rng.normal(size=(400, 5)) + 4.0)
+    assert abs(same.value) < 0.4 and apart.value > 1.9
+    assert same.value == pytest.approx(2 * (1 - 2 * same.error))
+    assert same.n_train + same.n_test == 800

@@ -1,0 +1,73 @@
+"""Zero wrong answers on tiny networks where a brute-force grid knows the
+truth: across input splitting, ReLU splitting and Z3-only decisions, "holds"
+is never contradicted by the grid and every "violated" counterexample is
+re-checked by onnxruntime on the file."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnaudit.networks import load
+from nnaudit.verify.engine import VerifyConfig, counterexample_ok, verify_property
+from nnaudit.verify.falsify import FalsifyConfig
+from nnaudit.verify.results import Verdict
+from nnaudit.verify.spec import linear_property
+
+import verify_nets
+
+NO_FALSIFY = FalsifyConfig(samples=1, pgd_starts=0)
+BASE = VerifyConfig(timeout_s=30, falsify=NO_FALSIFY)
+MODES = {
+    "input-split": BASE,
+    "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),
+    "z3-only": replace(BASE, bab=replace(BASE.bab, z3_max_unstable=1000)),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), quantile=st.sampled_from([-0.05, 0.0, 0.002, 0.3, 1.05]))
+def test_verdicts_agree_with_grid(mode: str, seed: int, quantile: float, tmp_path) -> None:
+    path = verify_nets.mlp(tmp_path, seed, (2, 8, 8, 2))
+    net = load(path)
+    rng = np.random.default_rng(seed)
+    lo = rng.uniform(-1, 0.5, 2)
+    hi = lo + rng.uniform(0.1, 1.0, 2)
+    g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 161), np.linspace(lo[1], hi[1], 161)), -1).reshape(-1, 2)
+    diff = net.evaluate(g) @ np.array([1.0, -1.0])
+    span = diff.max() - diff.min()
+    t = diff.min() + quantile * span                      # unsafe: y0 - y1 <= t
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+    res = verify_property(net, prop, config=MODES[mode])
+    grid_violates = bool((diff - t <= -1e-6 * (1 + span)).any())
+    if res.verdict is Verdict.HOLDS:
+        assert not grid_violates, "holds contradicted by the grid"
+    if res.verdict is Verdict.VIOLATED:
+        assert counterexample_ok(path, prop, res.counterexample.x)
+        assert np.allclose(res.counterexample.y, net.evaluate(res.counterexample.x[None]).ravel(), atol=1e-5)
+    if grid_violates:
+        assert res.verdict is Verdict.VIOLATED
+    elif diff.min() - t > 1e-3 * (1 + span):
+        assert res.verdict is Verdict.HOLDS
+
+
+def test_robustness_on_cnn_with_maxpool(tmp_path) -> None:
+    from nnaudit.verify.spec import robustness_property
+
+    path = verify_nets.cnn(tmp_path, 3)
+    net = load(path)
+    x = np.random.default_rng(0).uniform(0, 1, (1,) + net.input_shape)
+    label = int(net.predict(x)[0])
+    for eps in (0.001, 0.5):
+        prop = robustness_property(x.ravel() - eps, x.ravel() + eps, label, 3)
+        res = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, z3_max_unstable=4)))
+        if res.verdict is Verdict.VIOLATED:
+            assert counterexample_ok(path, prop, res.counterexample.x)
+        if eps == 0.001:
+            assert res.verdict is Verdict.HOLDS
+    assert res.verdict in (Verdict.VIOLATED, Verdict.HOLDS)

@@ -1,0 +1,94 @@
+"""``nnaudit regions``: JSON per SCHEMA.md, resume, Ctrl-C, safety maps, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nnaudit.cli import cli
+from nnaudit.networks import zoo
+
+BASE = ["--data", "digits", "--limit", "2", "--grid", "2x2", "--step", "0.05", "--steps", "1",
+        "--timeout-per-region", "5"]
+
+
+def invoke(*args: str):  # noqa: ANN201
+    return CliRunner().invoke(cli, ["regions", str(zoo.path("digits-ffn")), *args])
+
+
+def test_json_follows_the_schema_and_maps_are_written(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = invoke(*BASE, "--json", str(out), "--maps", str(tmp_path / "maps"))
+    assert res.exit_code in (0, 1, 3), res.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "regions" and doc["complete"] is True and doc["finished"]
+    assert doc["manipulation"] == {"step": 0.05, "steps": 1, "budget": None, "clip": [0.0, 1.0]}
+    assert doc["grid"] == [2, 2] and doc["patch"] is None and doc["methods"] == ["exact"]
+    assert [im["index"] for im in doc["images"]] == [0, 1]
+    for im in doc["images"]:
+        assert {"index", "label", "predicted", "shape", "x", "regions"} <= set(im) and im["shape"] == [8, 8]
+        if "skipped" not in im:
+            assert [r["box"] for r in im["regions"]] == [[0, 0, 4, 4], [0, 4, 4, 8], [4, 0, 8, 4], [4, 4, 8, 8]]
+            assert all(r["verdict"] in ("safe", "unsafe", "unknown") for r in im["regions"])
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["image_0000.png", "image_0001.png"]
+    assert "exact" in res.output and "safe" in res.output
+
+
+def test_resume_keeps_done_regions_and_checks_settings(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    invoke(*BASE, "--limit", "3", "--json", str(out))
+    full = json.loads(out.read_text())
+    partial = json.loads(out.read_text())
+    im = next(i for i in partial["images"] if i["regions"])
+    im["regions"] = im["regions"][:1]
+    partial["images"] = partial["images"][: partial["images"].index(im) + 1]
+    partial["complete"] = False
+    out.write_text(json.dumps(partial))
+    res = invoke(*BASE, "--limit", "3", "--json", str(out), "--resume")
+    assert res.exit_code in (0, 1, 3), res.output
+    again = json.loads(out.read_text())
+    assert again["complete"] is True
+    assert [len(i["regions"]) for i in again["images"]] == [len(i["regions"]) for i in full["images"]]
+    assert again["images"][partial["images"].index(im)]["regions"][0] == im["regions"][0]  # kept, not rerun
+    bad = invoke(*BASE, "--limit", "3", "--step", "0.1", "--json", str(out), "--resume")
+    assert bad.exit_code == 2 and "settings differ" in bad.output and "manipulation" in bad.output
+
+
+def test_ctrl_c_writes_an_incomplete_resumable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnaudit.verify.region_api as api
+
+    calls = {"n": 0}
+    real = api.check_region
+
+    def interrupt(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "check_region", interrupt)
+    out = tmp_path / "r.json"
+    res = invoke(*BASE, "--start", "1", "--json", str(out))
+    assert res.exit_code == 130 and "--resume" in res.output
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and len(doc["images"][0]["regions"]) == 2
+    monkeypatch.setattr(api, "check_region", real)
+    res = invoke(*BASE, "--start", "1", "--json", str(out), "--resume")
+    doc = json.loads(out.read_text())
+    assert res.exit_code in (0, 1, 3), res.output
+    assert doc["complete"] is True and sum(len(i["regions"]) for i in doc["images"]) >= 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--grid", "9x9"], "does not fit"),
+    (["--grid", "2x2", "--patch", "2"], "only one of"),
+    (["--step", "-1"], "step > 0"),
+    (["--resume"], "needs --json"),
+    (["--data", "nope.npz"], "nope.npz"),
+])
+def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:
+    res = invoke(*BASE, *args)
+    assert res.exit_code == 2 and message in res.output, res.output

@@ -1,0 +1,153 @@
+"""SAFE verdicts never contradicted by brute force; every UNSAFE confirmed by
+onnxruntime on the original file and a member of the family."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnaudit.verify.region_api import RegionConfig, check_region
+from nnaudit.verify.region_check import make_context
+from nnaudit.verify.region_exact import ExactConfig
+from nnaudit.verify.region_result import RegionVerdict
+from nnaudit.verify.region_spec import ImageRegion, Manipulation
+
+SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@functools.cache
+def zoo_net(name: str):  # noqa: ANN201
+    from nnaudit.networks import zoo
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+
+    net = zoo.load(name)
+    return net, OnnxRuntimeModel(net.source)
+
+
+@functools.cache
+def digits():  # noqa: ANN201
+    from nnaudit.networks.datasets import digits as load
+
+    return load("test")
+
+
+def brute_force(net, x0: np.ndarray, pixels: list[int], manip: Manipulation) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Every member (independently of region_spec) and its float64 IR logits."""
+    members = []
+    for ks in itertools.product(range(-manip.steps, manip.steps + 1), repeat=len(pixels)):
+        if manip.budget is not None:
+            cost = sum((k != 0) if manip.budget_norm == "l0" else abs(k) for k in ks)
+            if cost > manip.budget_units:
+                continue
+        x = x0.copy()
+        x[pixels] = np.clip(x0[pixels] + np.array(ks) * manip.step, *manip.clip)
+        members.append(x)
+    xs = np.array(members)
+    return xs, net.evaluate(xs.reshape((len(xs),) + tuple(net.input_shape))).reshape(len(xs), -1)
+
+
+def check_against_brute_force(net, ort, x0, pixels, manip, config) -> RegionVerdict:  # noqa: ANN001
+    ctx = make_context(net, x0, ort=ort)
+    region = ImageRegion(0, (0, 0, 1, 1), tuple(sorted(pixels)))
+    res = check_region(ctx, region, manip, "exact", config)
+    xs, logits = brute_force(net, ctx.x0, sorted(pixels), manip)
+    margin = logits[:, ctx.label] - np.delete(logits, ctx.label, axis=1).max(axis=1)
+    if res.verdict is RegionVerdict.SAFE:
+        assert margin.min() > 0, f"SAFE by {res.route} but a member has margin {margin.min()}"
+    if res.verdict is RegionVerdict.UNSAFE:
+        cex = res.counterexample
+        assert ort.predict(cex.x.astype(np.float32).reshape((1,) + tuple(net.input_shape)))[0] == cex.class_after
+        assert cex.class_after != ctx.label == cex.class_before
+        assert np.abs(xs.astype(np.float32) - cex.x).max(axis=1).min() == 0.0, "not a member of the family"
+        assert set(cex.pixels_changed) <= set(pixels) and cex.l0 == len(cex.pixels_changed)
+    if margin.min() < -1e-4:   # the routes are complete: a clear counterexample must be found
+        assert res.verdict is RegionVerdict.UNSAFE, res.covered
+    return res.verdict
+
+
+region_cases = dict(
+    net=st.sampled_from(["digits-ffn", "digits-cnn"]),
+    index=st.integers(0, 60),
+    pixels=st.lists(st.integers(17, 46), min_size=2, max_size=4, unique=True),
+    step=st.sampled_from([0.25, 0.5, 0.75]),
+    steps=st.integers(1, 2),
+    budget=st.sampled_from([None, ("l0", 1), ("l1", 0.4)]),
+)
+
+
+@SLOW
+@given(**region_cases)
+def test_bounds_and_splitting_agree_with_enumeration(net: str, index: int, pixels: list[int], step: float,
+                                                     steps: int, budget: tuple | None) -> None:
+    network, ort = zoo_net(net)
+    x, _ = digits()
+    manip = Manipulation(step=step, steps=steps, budget_norm=budget and budget[0], budget=budget and budget[1])
+    config = RegionConfig(timeout_per_region=60, exact=ExactConfig(attack=False, max_enumeration=0, smt=False,
+                                                                   split_share=1.0, leaf_size=4))
+    check_against_brute_force(network, ort, x[index], pixels, manip, config)
+
+
+@SLOW
+@given(**region_cases)
+def test_default_routes_agree_with_enumeration(net: str, index: int, pixels: list[int], step: float,
+                                               steps: int, budget: tuple | None) -> None:
+    network, ort = zoo_net(net)
+    x, _ = digits()
+    manip = Manipulation(step=step, steps=steps, budget_norm=budget and budget[0], budget=budget and budget[1])
+    check_against_brute_force(network, ort, x[index], pixels, manip, RegionConfig(timeout_per_region=60))
+
+
+@functools.cache
+def tiny_mlp(seed: int, tmp: str):  # noqa: ANN201
+    from onnx_build import random_mlp, save
+
+    from nnaudit.networks import load
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+
+    path = save(random_mlp(np.random.default_rng(seed), [4, 6, 6, 3]), __import__("pathlib").Path(tmp) / f"m{seed}.onnx")
+    return load(path), OnnxRuntimeModel(path)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 4), x0=st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4),
+       pixels=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True),
+       step=st.sampled_from([0.1, 0.3]), budget=st.sampled_from([None, ("l1", 0.3)]))
+def test_z3_route_agrees_with_enumeration(tmp_path_factory, seed: int, x0: list[float], pixels: list[int],  # noqa: ANN001
+                                          step: float, budget: tuple | None) -> None:
+    net, ort = tiny_mlp(seed, str(tmp_path_factory.getbasetemp()))
+    manip = Manipulation(step=step, steps=2, budget_norm=budget and budget[0], budget=budget and budget[1])
+    config = RegionConfig(timeout_per_region=30, exact=ExactConfig(
+        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0))
+    check_against_brute_force(net, ort, np.array(x0, dtype=np.float32), pixels, manip, config)
+
+
+def test_unsafe_region_is_found_and_confirmed() -> None:
+    network, ort = zoo_net("digits-ffn")
+    x, y = digits()
+    i = next(i for i in range(50) if network.predict(x[i:i + 1])[0] == y[i])
+    ctx = make_context(network, x[i], ort=ort)
+    region = ImageRegion(0, (0, 0, 8, 8), tuple(range(64)))
+    res = check_region(ctx, region, Manipulation(step=0.3, steps=2), "exact", RegionConfig(timeout_per_region=20))
+    assert res.verdict is RegionVerdict.UNSAFE and res.route in ("attack", "enumeration", "smt")
+    assert ort.predict(res.counterexample.x.reshape(1, 64).astype(np.float32))[0] != y[i]
+    d = res.to_dict()
+    assert set(d) == {"id", "box", "pixels", "method", "verdict", "route", "time_s", "covered", "counterexample"}
+    assert set(d["counterexample"]) == {"x", "class_before", "class_after", "conf_before", "conf_after",
+                                        "pixels_changed", "l0", "l2", "linf"}
+
+
+def test_timeout_gives_unknown_with_coverage() -> None:
+    network, ort = zoo_net("digits-cnn")
+    x, _ = digits()
+    ctx = make_context(network, x[1], ort=ort)
+    region = ImageRegion(0, (0, 0, 8, 8), tuple(range(64)))
+    res = check_region(ctx, region, Manipulation(step=0.02, steps=1), "exact",
+                       RegionConfig(timeout_per_region=0.0))
+    assert res.verdict is RegionVerdict.UNKNOWN and res.covered
+    pytest.importorskip("z3")

@@ -1,0 +1,481 @@
+"""Branch and bound over sub-domains, with Z3 deciding the small leaves.
+
+Step 3 of the pipeline.  A sub-domain is an input box plus, for
+high-dimensional inputs, fixed ReLU phases.  Sub-domains are bounded in
+batches (:mod:`nnaudit.verify.bounds`); a disjunct of the unsafe region is
+closed on a sub-domain once one of its rows has a positive lower bound, and
+a sub-domain whose disjuncts are all closed (or whose splits contradict each
+other) is dropped.  Each remaining one is probed for a counterexample (its
+centre and the box vertex minimising the worst linear bound) and then either
+decided exactly by Z3 (:mod:`nnaudit.verify.encode`) when it is small, or
+split in two.
+
+Branching heuristics (documented choices):
+
+- input splitting when the network has at most ``input_split_dims`` inputs
+  (ACAS Xu has 5): split the dimension maximising ``|a_i| * width_i``, where
+  ``a`` is the input coefficient of the linear lower bound of the most
+  promising row of the worst open disjunct — the dimension whose width costs
+  that bound most (a "smear" measure);
+- ReLU splitting otherwise: split the unstable neuron maximising
+  ``|lambda_j| * (-l_j u_j / (u_j - l_j))``, its coefficient in that same
+  bound times the height of its triangle relaxation (BaBSR-like);
+- a sub-domain goes to Z3 when it has at most ``z3_max_unstable`` unstable
+  ReLUs or was split ``z3_max_depth`` times.
+
+Zero wrong answers: "holds" needs every sub-domain closed by a bound that
+exceeds a small positive tolerance or by a Z3 unsat; "violated" needs an
+onnxruntime-confirmed counterexample; anything else is unknown or timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnaudit.verify.bounds import LayerBounds, compute_bounds, spec_lower
+from nnaudit.verify.falsify import confirm
+from nnaudit.verify.lower import Lowered
+from nnaudit.verify.results import Counterexample
+from nnaudit.verify.spec import Box, Region
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BabConfig:
+    """Settings of branch and bound."""
+
+    batch: int = 512               # sub-domains bounded per torch call
+    max_domains: int = 300_000     # queue cap; past it the answer is unknown (memory stays bounded)
+    input_split_dims: int = 32     # split inputs when the network has at most this many, else ReLUs
+    z3_max_unstable: int = -1      # input splitting: a sub-domain with at most this many unstable ReLUs goes to Z3
+    z3_max_unstable_relu: int = 6  # ReLU splitting: the same threshold
+    z3_max_depth: int = 40         # ... and any sub-domain split this many times
+    z3_leaf_timeout: float = 60.0  # cap of one Z3 call (also capped by the deadline)
+    workers: int = 1               # processes deciding Z3 leaves (1: in this process)
+    alpha_steps: int = 0           # > 0: alpha-CROWN iterations per batch
+    prove_tol: float = 1e-7        # a bound proves a row only when above this (absorbs rounding)
+    lp_depth: int = 30             # from this depth on, close multi-row disjuncts by an LP over row combinations
+
+
+@dataclass
+class BabOutcome:
+    """What branch and bound concluded for one (box, region) case."""
+
+    status: str                    # "holds", "violated", "unknown", "timeout"
+    counterexample: Counterexample | None = None
+    subdomains: int = 0
+    z3_calls: int = 0
+    z3_time_s: float = 0.0
+    message: str = ""
+    progress: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """A batch of sub-domains (NumPy, first axis = sub-domain)."""
+
+    lo: np.ndarray                       # (k, n_in)
+    hi: np.ndarray                       # (k, n_in)
+    open: np.ndarray                     # (k, J) disjuncts not yet closed
+    depth: np.ndarray                    # (k,)
+    splits: list[np.ndarray] | None      # per ReLU-capable node (k, size) int8, or None for input splitting
+
+    def __len__(self) -> int:
+        return len(self.lo)
+
+    def take(self, idx: np.ndarray) -> _Chunk:
+        sp = None if self.splits is None else [s[idx] for s in self.splits]
+        return _Chunk(self.lo[idx], self.hi[idx], self.open[idx], self.depth[idx], sp)
+
+    @staticmethod
+    def join(chunks: list[_Chunk]) -> _Chunk:
+        sp = None if chunks[0].splits is None else [np.concatenate(p) for p in zip(*(c.splits for c in chunks))]
+        return _Chunk(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("lo", "hi", "open", "depth")), sp)
+
+
+class _Search:
+    """State of one branch-and-bound run."""
+
+    def __init__(self, low: Lowered, network: Any, ort: Any, box: Box, region: Region,
+                 config: BabConfig, deadline: float, progress: Any) -> None:
+        self.low, self.network, self.ort, self.box, self.region = low, network, ort, box, region
+        self.cfg, self.deadline, self.progress = config, deadline, progress
+        c, d, owner = region.stacked()
+        self.c, self.d, self.owner = torch.as_tensor(c), torch.as_tensor(d), torch.as_tensor(owner)
+        self.n_disj = len(region.disjuncts)
+        self.multi_row = any(len(d) > 1 for _, d in region.disjuncts)
+        self.relu_mode = low.input_size > config.input_split_dims and any(n.kind == "relu" for n in low.nodes)
+        self.out = BabOutcome("unknown")
+        self.queue: list[_Chunk] = []
+        self.pending = 0
+        self.unknown_leaves = 0
+        self.pool: Any = None
+        self.futures: list[Any] = []
+
+    # -- main loop ----------------------------------------------------------
+    def run(self) -> BabOutcome:
+        empty_disj = [j for j, (_, d) in enumerate(self.region.disjuncts) if len(d) == 0]
+        if empty_disj:
+            return self._finish("unknown", "a disjunct has no output constraint: every input is unsafe, "
+                                           "but no counterexample was confirmed by onnxruntime")
+        first = _Chunk(self.box.lower[None].copy(), self.box.upper[None].copy(),
+                       np.ones((1, self.n_disj), bool), np.zeros(1, np.int64), self._no_splits(1))
+        self._push(first)
+        try:
+            while self.queue or self.futures:
+                if time.monotonic() > self.deadline:
+                    return self._finish("timeout", "deadline reached")
+                if self._collect():
+                    return self.out
+                if not self.queue:
+                    time.sleep(0.01)
+                    continue
+                if self._step(self._pop()):
+                    return self.out
+            if self.unknown_leaves:
+                return self._finish("unknown", f"{self.unknown_leaves} sub-domain(s) left undecided by Z3")
+            return self._finish("holds", "")
+        finally:
+            if self.pool is not None:
+                self.pool.terminate()
+
+    def _finish(self, status: str, message: str) -> BabOutcome:
+        self.out.status, self.out.message = status, message
+        return self.out
+
+    def _no_splits(self, k: int) -> list[np.ndarray] | None:
+        if not self.relu_mode:
+            return None
+        return [np.zeros((k, n.pre.size), np.int8) for n in self.low.nodes]
+
+    def _push(self, chunk: _Chunk) -> None:
+        if len(chunk):
+            self.queue.append(chunk)
+            self.pending += len(chunk)
+
+    def _pop(self) -> _Chunk:
+        taken, count = [], 0
+        while self.queue and count < self.cfg.batch:
+            chunk = self.queue.pop()
+            room = self.cfg.batch - count
+            if len(chunk) > room:
+                idx = np.arange(len(chunk))
+                self.queue.append(chunk.take(idx[room:]))
+                chunk = chunk.take(idx[:room])
+            taken.append(chunk)
+            count += len(chunk)
+        self.pending -= count
+        return _Chunk.join(taken)
+
+    # -- one batch ------------------------------------------------------------
+    def _step(self, chunk: _Chunk) -> bool:
+        """Bound, probe, and dispatch one batch; True when the search is over."""
+        self.out.subdomains += len(chunk)
+        x_lo, x_hi = torch.as_tensor(chunk.lo), torch.as_tensor(chunk.hi)
+        splits = None if chunk.splits is None else [torch.as_tensor(s) for s in chunk.splits]
+        with torch.no_grad():
+            b = compute_bounds(self.low, x_lo, x_hi, splits=splits)
+            if self.cfg.alpha_steps:
+                with torch.enable_grad():
+                    sb = spec_lower(self.low, b, self.c, self.d, alpha_steps=self.cfg.alpha_steps, record=True)
+            else:
+                sb = spec_lower(self.low, b, self.c, self.d, record=self.relu_mode)
+        lbs = sb.lower.detach().numpy()
+        proved = lbs > self.cfg.prove_tol
+        closed = np.zeros_like(chunk.open)
+        for j in range(self.n_disj):
+            closed[:, j] = proved[:, self.owner.numpy() == j].any(axis=1)
+        chunk.open &= ~closed
+        alive = b.feasible.numpy() & chunk.open.any(axis=1)
+        deep = np.flatnonzero(alive & (chunk.depth >= self.cfg.lp_depth))
+        if len(deep) and self.multi_row:
+            self._lp_close(chunk, deep, lbs, sb.a_in.detach().numpy())
+            alive = b.feasible.numpy() & chunk.open.any(axis=1)
+        if not alive.any():
+            return False
+        idx = np.flatnonzero(alive)
+        worst_row = self._worst_rows(lbs, chunk.open)
+        if self._probe(chunk, idx, sb.a_in.detach().numpy(), worst_row):
+            return True
+        unstable = self._unstable(b, splits)
+        limit = self.cfg.z3_max_unstable_relu if self.relu_mode else self.cfg.z3_max_unstable
+        to_z3 = (unstable <= limit) | (chunk.depth >= self.cfg.z3_max_depth)
+        for i in idx[to_z3[idx]]:
+            if time.monotonic() > self.deadline:
+                self._finish("timeout", "deadline reached")
+                return True
+            if self._leaf(chunk, b, i):
+                return True
+        rest = idx[~to_z3[idx]]
+        if len(rest):
+            self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest]))
+            if self.pending > self.cfg.max_domains:
+                self._finish("unknown", f"more than {self.cfg.max_domains} open sub-domains (queue cap)")
+                return True
+        self._report()
+        return False
+
+    def _lp_close(self, chunk: _Chunk, idx: np.ndarray, lbs: np.ndarray, a_in: np.ndarray) -> None:
+        """Close a disjunct when a convex combination of its rows' linear lower
+        bounds ``a_i x + c_i`` is positive on the whole box (found by an LP).
+
+        Each ``a_i x + c_i`` is a sound lower bound of row i, so a positive
+        combination proves that some row is positive everywhere."""
+        from scipy.optimize import linprog
+
+        owner = self.owner.numpy()
+        for i in idx:
+            lo, hi = chunk.lo[i], chunk.hi[i]
+            for j in np.flatnonzero(chunk.open[i]):
+                rows = np.flatnonzero(owner == j)
+                if len(rows) < 2:
+                    continue
+                a = a_in[i, rows]                                        # (R, n)
+                c = lbs[i, rows] - (np.maximum(a, 0) @ lo + np.minimum(a, 0) @ hi)
+                lam = _best_combination(linprog, a, c, lo, hi)
+                if lam is None:
+                    continue
+                w = lam @ a
+                value = float(lam @ c + np.maximum(w, 0) @ lo + np.minimum(w, 0) @ hi)
+                if value > self.cfg.prove_tol:
+                    chunk.open[i, j] = False
+
+    def _worst_rows(self, lbs: np.ndarray, open_: np.ndarray) -> np.ndarray:
+        """Per sub-domain, the best row of its worst open disjunct."""
+        owner = self.owner.numpy()
+        best_per_disj = np.full(open_.shape, np.inf)
+        best_row = np.zeros(open_.shape, np.int64)
+        for j in range(self.n_disj):
+            rows = np.flatnonzero(owner == j)
+            k = lbs[:, rows].argmax(axis=1)
+            best_row[:, j] = rows[k]
+            best_per_disj[:, j] = np.where(open_[:, j], lbs[np.arange(len(lbs)), rows[k]], np.inf)
+        worst = best_per_disj.argmin(axis=1)
+        return best_row[np.arange(len(lbs)), worst]
+
+    def _probe(self, chunk: _Chunk, idx: np.ndarray, a_in: np.ndarray, rows: np.ndarray) -> bool:
+        """Check centres and bound-minimising vertices; True when a counterexample is confirmed."""
+        a = a_in[idx, rows[idx]]
+        vertex = np.where(a > 0, chunk.lo[idx], chunk.hi[idx])
+        centre = (chunk.lo[idx] + chunk.hi[idx]) / 2
+        cand = np.concatenate([vertex, centre])
+        shape = tuple(self.network.input_shape)
+        margins = self.region.margin(self.low.evaluate(cand))
+        hits = cand[margins <= 1e-6]
+        if len(hits) == 0:
+            return False
+        found = confirm(self.ort, self.box, self.region, hits[:16], shape)
+        if found is None:
+            return False
+        self.out.counterexample = found
+        self._finish("violated", "")
+        return True
+
+    def _unstable(self, b: LayerBounds, splits: list[torch.Tensor] | None) -> np.ndarray:
+        count = torch.zeros(b.x_lo.shape[0], dtype=torch.int64)
+        for k, node in enumerate(self.low.nodes):
+            if node.kind == "relu":
+                u = (b.pre_lo[k] < 0) & (b.pre_hi[k] > 0)
+                if splits is not None:
+                    u &= splits[k] == 0
+                count += u.sum(dim=1)
+        return count.numpy()
+
+    # -- splitting --------------------------------------------------------------
+    def _split(self, sub: _Chunk, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray) -> _Chunk:
+        left, right = sub.take(np.arange(len(sub))), sub.take(np.arange(len(sub)))
+        left.depth = left.depth + 1
+        right.depth = right.depth + 1
+        if not self.relu_mode:
+            a = np.abs(sb.a_in.detach().numpy()[idx, rows])
+            width = sub.hi - sub.lo
+            score = a * width
+            score = np.where(score.max(axis=1, keepdims=True) > 0, score, width)
+            dim = score.argmax(axis=1)
+            mid = (sub.lo[np.arange(len(sub)), dim] + sub.hi[np.arange(len(sub)), dim]) / 2
+            left.hi = left.hi.copy()
+            right.lo = right.lo.copy()
+            left.hi[np.arange(len(sub)), dim] = mid
+            right.lo[np.arange(len(sub)), dim] = mid
+        else:
+            node_k, neuron = self._pick_relu(sb, b, idx, rows, sub.splits)
+            left.splits = [s.copy() for s in sub.splits]
+            right.splits = [s.copy() for s in sub.splits]
+            r = np.arange(len(sub))
+            for k in set(node_k.tolist()):
+                m = node_k == k
+                left.splits[k][r[m], neuron[m]] = 1
+                right.splits[k][r[m], neuron[m]] = -1
+        return _Chunk.join([left, right])
+
+    def _pick_relu(self, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
+                   splits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        best = np.full(len(idx), -1.0)
+        node_k = np.zeros(len(idx), np.int64)
+        neuron = np.zeros(len(idx), np.int64)
+        for k, node in enumerate(self.low.nodes):
+            coeff = sb.node_coeffs[k] if k < len(sb.node_coeffs) else None
+            if node.kind != "relu" or coeff is None:
+                continue
+            lo, hi = b.pre_lo[k].numpy()[idx], b.pre_hi[k].numpy()[idx]
+            lam = np.abs(coeff.detach().numpy()[idx, rows])
+            unstable = (lo < 0) & (hi > 0) & (splits[k] == 0)
+            height = np.where(unstable, -lo * hi / np.maximum(hi - lo, 1e-300), 0.0)
+            score = np.where(unstable, lam * height + 1e-12 * height, -1.0)
+            j = score.argmax(axis=1)
+            s = score[np.arange(len(idx)), j]
+            better = s > best
+            best, node_k, neuron = np.where(better, s, best), np.where(better, k, node_k), np.where(better, j, neuron)
+        return node_k, neuron
+
+    # -- Z3 leaves ----------------------------------------------------------------
+    def _leaf(self, chunk: _Chunk, b: LayerBounds, i: int) -> bool:
+        """Decide one sub-domain with Z3 (here or in a worker); True when the search is over."""
+        pre = [(b.pre_lo[k][i].numpy().copy(), b.pre_hi[k][i].numpy().copy()) for k in range(len(self.low.nodes))]
+        splits = None if chunk.splits is None else [s[i].copy() for s in chunk.splits]
+        task = _LeafTask(chunk.lo[i].copy(), chunk.hi[i].copy(), pre, splits,
+                         np.flatnonzero(chunk.open[i]), 0.0, 0.0)
+        return self._submit(task)
+
+    def _submit(self, task: _LeafTask) -> bool:
+        remaining = self.deadline - time.monotonic()
+        task.timeout_s = min(self.cfg.z3_leaf_timeout, max(remaining, 0.0))
+        self.out.z3_calls += 1
+        if self.cfg.workers <= 1:
+            return self._handle(task, decide_leaf((self.low, self.region), task))
+        if self.pool is None:
+            global _WORKER_CONTEXT
+            _WORKER_CONTEXT = (self.low, self.region)
+            self.pool = mp.get_context("fork").Pool(self.cfg.workers)
+        self.futures.append((task, self.pool.apply_async(_decide_in_worker, (task,))))
+        return False
+
+    def _collect(self) -> bool:
+        still = []
+        for task, fut in self.futures:
+            if fut.ready():
+                if self._handle(task, fut.get()):
+                    return True
+            else:
+                still.append((task, fut))
+        self.futures = still
+        return False
+
+    def _handle(self, task: _LeafTask, res: tuple[str, np.ndarray | None, float]) -> bool:
+        status, x, spent = res
+        self.out.z3_time_s += spent
+        if status == "unsat":
+            return False
+        if status == "sat":
+            box = Box(task.lo, task.hi)
+            found = confirm(self.ort, self.box, self.region, x[None], tuple(self.network.input_shape))
+            if found is None:
+                found = _search_near(self.network, self.ort, self.box, box, self.region, x)
+            if found is not None:
+                self.out.counterexample = found
+                self._finish("violated", "")
+                return True
+            if task.slack == 0.0:
+                # rounding defeated the model: ask for a violation by a clear margin
+                slack_task = _LeafTask(task.lo, task.hi, task.pre, task.splits, task.open, task.timeout_s, 1e-5)
+                return self._submit(slack_task)
+        self.unknown_leaves += 1
+        return False
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.out.subdomains, self.pending + len(self.futures))
+
+
+def _best_combination(linprog: Any, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """``argmax_{lam in simplex} min_{x in [lo, hi]} lam @ (a x + c)`` by LP, or None."""
+    r, n = a.shape
+    # variables: lam (r), t (n); maximise sum t + lam @ c  s.t.  t_k <= (lam @ a)_k * lo_k, t_k <= (lam @ a)_k * hi_k
+    cost = -np.concatenate([c, np.ones(n)])
+    a_ub = np.zeros((2 * n, r + n))
+    a_ub[:n, :r] = -(a * lo).T
+    a_ub[n:, :r] = -(a * hi).T
+    a_ub[:n, r:] = np.eye(n)
+    a_ub[n:, r:] = np.eye(n)
+    a_eq = np.concatenate([np.ones(r), np.zeros(n)])[None]
+    bounds = [(0, None)] * r + [(None, None)] * n
+    res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(2 * n), A_eq=a_eq, b_eq=[1.0], bounds=bounds, method="highs")
+    return np.maximum(res.x[:r], 0) if res.status == 0 else None
+
+
+@dataclass
+class _LeafTask:
+    lo: np.ndarray
+    hi: np.ndarray
+    pre: list[tuple[np.ndarray, np.ndarray]]
+    splits: list[np.ndarray] | None
+    open: np.ndarray
+    timeout_s: float
+    slack: float
+
+
+_WORKER_CONTEXT: Any = None
+
+
+def _decide_in_worker(task: _LeafTask) -> tuple[str, np.ndarray | None, float]:
+    return decide_leaf(_WORKER_CONTEXT, task)
+
+
+def decide_leaf(context: tuple[Lowered, Region], task: _LeafTask) -> tuple[str, np.ndarray | None, float]:
+    """Z3 on one sub-domain: is some input of the box (with the ReLU phases)
+    in an open disjunct of the unsafe region (by at least ``task.slack``)?
+    Returns (status, input values when sat, seconds)."""
+    import z3
+
+    from nnaudit.verify.encode import encode_lowered
+    from nnaudit.verify.smt import real, solve
+
+    low, region = context
+    start = time.perf_counter()
+    xs = [z3.Real(f"x{i}") for i in range(low.input_size)]
+    cons = [c for i, x in enumerate(xs) for c in (x >= real(task.lo[i]), x <= real(task.hi[i]))]
+    enc, ys = encode_lowered(low, xs, task.pre, task.splits)
+    cons += enc
+    disj = []
+    for j in task.open:
+        c, d = region.disjuncts[int(j)]
+        rows = [z3.Sum([real(w) * ys[k] for k, w in enumerate(c[r]) if w != 0] or [z3.RealVal(0)]) + real(d[r])
+                <= real(-task.slack) for r in range(len(d))]
+        disj.append(z3.And(rows))
+    cons.append(z3.Or(disj))
+    left = task.timeout_s - (time.perf_counter() - start)
+    out = solve(cons, timeout_s=left, values_of=xs)
+    return out.status, out.values, time.perf_counter() - start
+
+
+def _search_near(network: Any, ort: Any, box: Box, leaf: Box, region: Region, x: np.ndarray) -> Counterexample | None:
+    """Rounding defeated a solver model: PGD on the margin in a small box around it."""
+    try:
+        from nnaudit.attacks import minimize_in_box
+    except (ImportError, AttributeError):
+        return None
+    from nnaudit.verify.falsify import torch_margin
+
+    shape = tuple(network.input_shape)
+    rad = 1e-3 * np.maximum(leaf.upper - leaf.lower, 1e-6)
+    lo = np.maximum(leaf.lower, x - rad).reshape((1,) + shape)
+    hi = np.minimum(leaf.upper, x + rad).reshape((1,) + shape)
+    model, margin = network.to_torch(), torch_margin(region)
+    with torch.enable_grad():
+        xb, _ = minimize_in_box(lambda t: margin(model(t)), lo, hi, steps=30, restarts=1, x_init=x.reshape((1,) + shape),
+                                stop_below=-1e-5)
+    return confirm(ort, box, region, xb.reshape(1, -1), shape)
+
+
+def run_bab(low: Lowered, network: Any, ort: Any, box: Box, region: Region, config: BabConfig,
+            deadline: float, progress: Any = None) -> BabOutcome:
+    """Branch and bound on one (box, region) case until decided, capped or out of time."""
+    return _Search(low, network, ort, box, region, config, deadline, progress).run()

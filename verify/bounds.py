@@ -1,0 +1,396 @@
+"""Sound bounds on a network over input boxes: interval propagation and
+symbolic linear bounds by backward substitution (DeepPoly / CROWN), with
+optional optimisation of the lower ReLU slopes (alpha-CROWN).
+
+This is step 2 of the verification pipeline (falsify -> bounds -> branch and
+bound -> Z3).  It works on the lowered form of :mod:`nnaudit.verify.lower`
+(non-linear nodes over exact dense affine edges) in float64 torch, batched
+over ``D`` sub-domains at once.  Each sub-domain is an input box and,
+optionally, fixed ReLU phases (``splits``) from branch and bound.
+
+Soundness: every returned lower bound is <= the true minimum over the box (up
+to float64 rounding, which callers absorb with a small tolerance).  Bounds of
+a sub-domain may be intersected with those of its parent box, which contains
+it.  Relaxations per node kind:
+
+- ReLU: triangle upper bound; lower slope 1 if ``u > -l`` else 0 (CROWN's
+  adaptive choice) or an optimised slope in [0, 1];
+- MaxPool: lower bound by the window input with the largest lower bound,
+  upper bound by that input when it provably dominates, else by a constant;
+- Sigmoid / Tanh: constant bounds (monotone), i.e. interval precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnaudit.verify.lower import Affine, Lowered, Node, lower
+
+_DT = torch.float64
+#: l > u + this after applying ReLU splits marks a sub-domain empty.
+EMPTY_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class BoundConfig:
+    """Settings of bound propagation."""
+
+    method: str = "crown"    # "interval" (IBP) or "crown" (backward substitution, intersected with IBP)
+    alpha_steps: int = 0     # > 0: optimise lower ReLU slopes for the final objective (alpha-CROWN)
+    alpha_lr: float = 0.1    # step size of the slope optimisation (Adam)
+
+
+@dataclass(frozen=True)
+class LayerBounds:
+    """Bounds of every node of ``D`` sub-domains (torch float64 tensors).
+
+    ``pre_lo[k]``/``pre_hi[k]``: ``(D, pre_size_k)`` pre-activation bounds of
+    node k (after ReLU splits); ``out_lo``/``out_hi``: ``(D, size_k)`` bounds
+    of its output; ``feasible``: ``(D,)`` False when the splits are
+    contradictory (the sub-domain is empty).
+    """
+
+    x_lo: torch.Tensor
+    x_hi: torch.Tensor
+    pre_lo: list[torch.Tensor]
+    pre_hi: list[torch.Tensor]
+    out_lo: list[torch.Tensor]
+    out_hi: list[torch.Tensor]
+    feasible: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SpecBound:
+    """Lower bounds ``(D, r)`` of ``C @ y + d`` and their linear form.
+
+    ``a_in`` ``(D, r, n_in)`` is the coefficient of the input in the linear
+    lower bound (for split heuristics); ``node_coeffs[k]`` ``(D, r, size_k)``
+    the coefficient of node k's output before its relaxation (ReLU scores).
+    """
+
+    lower: torch.Tensor
+    a_in: torch.Tensor
+    node_coeffs: list[torch.Tensor | None]
+
+
+class _Mats:
+    """Torch copies of a lowered network's matrices (cached per object)."""
+
+    _cache: dict[int, tuple[Lowered, Any]] = {}
+
+    @classmethod
+    def get(cls, low: Lowered) -> Any:
+        hit = cls._cache.get(id(low))
+        if hit is not None and hit[0] is low:
+            return hit[1]
+        conv = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=_DT)  # noqa: E731
+        forms = [n.pre for n in low.nodes] + [low.output]
+        mats = {id(f): ({s: conv(m) for s, m in f.mats.items()},
+                        {s: conv(np.abs(m)) for s, m in f.mats.items()}, conv(f.bias),
+                        {s: conv(np.maximum(m, 0)) for s, m in f.mats.items()},
+                        {s: conv(np.minimum(m, 0)) for s, m in f.mats.items()}) for f in forms}
+        wins = {k: torch.as_tensor(n.windows) for k, n in enumerate(low.nodes) if n.windows is not None}
+        cls._cache[id(low)] = (low, (mats, wins))
+        return cls._cache[id(low)][1]
+
+
+def _as_boxes(low: Lowered, lower_: Any, upper_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    lo = torch.as_tensor(np.asarray(lower_, dtype=np.float64)) if not torch.is_tensor(lower_) else lower_.to(_DT)
+    hi = torch.as_tensor(np.asarray(upper_, dtype=np.float64)) if not torch.is_tensor(upper_) else upper_.to(_DT)
+    if lo.shape != hi.shape or lo.ndim < 1:
+        raise ValueError(f"expected lower and upper of the same shape (D, *input_shape), got {tuple(lo.shape)} and {tuple(hi.shape)}")
+    lo, hi = lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1)
+    if lo.shape[1] != low.input_size:
+        raise ValueError(f"expected boxes of {low.input_size} input values per sub-domain, got {lo.shape[1]}")
+    if bool((lo > hi).any()) or not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError("expected finite boxes with lower <= upper")
+    return lo, hi
+
+
+# -- interval propagation --------------------------------------------------
+def _affine_interval(form: Affine, mats: Any, src_lo: list[torch.Tensor],
+                     src_hi: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    m, m_abs, bias = mats[id(form)][:3]
+    center, radius = bias, 0.0
+    for s in m:
+        center = center + ((src_lo[s] + src_hi[s]) / 2) @ m[s]
+        radius = radius + ((src_hi[s] - src_lo[s]) / 2) @ m_abs[s]
+    return center - radius, center + radius
+
+
+def _node_out(node: Node, wins: Any, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interval of a node's output from its pre-activation interval (monotone ops)."""
+    if node.kind == "relu":
+        return lo.clamp(min=0), hi.clamp(min=0)
+    if node.kind == "sigmoid":
+        return torch.sigmoid(lo), torch.sigmoid(hi)
+    if node.kind == "tanh":
+        return torch.tanh(lo), torch.tanh(hi)
+    lw, uw = _windowed(lo, wins[k]), _windowed(hi, wins[k])
+    return lw.max(dim=2).values, uw.max(dim=2).values
+
+
+def _windowed(v: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+    """``(D, n_z)`` -> ``(D, n_out, k)`` window values; padding is -inf."""
+    pad = torch.full((v.shape[0], 1), -torch.inf, dtype=v.dtype)
+    return torch.cat([v, pad], dim=1)[:, win]
+
+
+# -- backward substitution -------------------------------------------------
+def _relax_back(node: Node, wins: Any, k: int, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                alpha: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a lower-bound coefficient ``a`` (D, r, size) on node k's output to
+    its pre-activation; returns (coefficient on pre, constant (D, r))."""
+    if node.kind == "relu":
+        sl, su, bu = _relu_slopes(lo, hi, alpha)
+        an = a.clamp(max=0)
+        sl3 = sl if sl.ndim == 3 else sl[:, None, :]
+        return a * sl3 + an * (su[:, None, :] - sl3), (an @ bu[:, :, None])[..., 0]
+    ap, an = a.clamp(min=0), a.clamp(max=0)
+    if node.kind in ("sigmoid", "tanh"):
+        g = torch.sigmoid if node.kind == "sigmoid" else torch.tanh
+        const = (ap * g(lo)[:, None, :]).sum(-1) + (an * g(hi)[:, None, :]).sum(-1)
+        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=_DT), const
+    win = wins[k]
+    lw, uw = _windowed(lo, win), _windowed(hi, win)
+    best = lw.argmax(dim=2)                                   # (D, n_out)
+    sel = win[best] if best.ndim == 1 else torch.gather(win.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
+    lmax = lw.max(dim=2).values
+    others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
+    exact = lmax >= others
+    umax = uw.max(dim=2).values
+    to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
+    coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=_DT)
+    coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
+    const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
+    return coeff, const
+
+
+def _relu_slopes(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ReLU relaxation ``sl * z <= relu(z) <= su * z + bu`` for z in [lo, hi]."""
+    unstable = (lo < 0) & (hi > 0)
+    su = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo).clamp(min=1e-300)))
+    bu = torch.where(unstable, -lo * su, 0.0)
+    slope = (hi > -lo).to(_DT) if alpha is None else alpha
+    sl = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, slope))
+    return sl, su, bu
+
+
+def _forward_step(node: Node, wins: Any, k: int, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor,
+                  hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear bounds ``(D, n_in + 1, size)`` of node k's output from those of its
+    pre-activation (last row = constant term)."""
+    if node.kind == "relu":
+        sl, su, bu = _relu_slopes(lo, hi)
+        ol, ou = zl * sl[:, None, :], zu * su[:, None, :]
+        ou[:, -1] += bu
+        return ol, ou
+    if node.kind in ("sigmoid", "tanh"):
+        g = torch.sigmoid if node.kind == "sigmoid" else torch.tanh
+        ol, ou = torch.zeros_like(zl), torch.zeros_like(zu)
+        ol[:, -1], ou[:, -1] = g(lo), g(hi)
+        return ol, ou
+    win = wins[k]
+    lw, uw = _windowed(lo, win), _windowed(hi, win)
+    best = lw.argmax(dim=2)
+    sel = torch.gather(win.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
+    others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
+    exact = lw.max(dim=2).values >= others
+    rows = zl.shape[1]
+    idx = sel[:, None, :].expand(-1, rows, -1)
+    ol = torch.gather(zl, 2, idx)
+    const = torch.zeros_like(ol)
+    const[:, -1] = uw.max(dim=2).values
+    ou = torch.where(exact[:, None, :], torch.gather(zu, 2, idx), const)
+    return ol, ou
+
+
+def _concretize(a: torch.Tensor, x_lo: torch.Tensor, x_hi: torch.Tensor, upper: bool) -> torch.Tensor:
+    """min (or max) over the box of linear functions ``a`` ``(D, n_in + 1, m)``."""
+    w, c = a[:, :-1], a[:, -1]
+    if upper:
+        return c + (w.clamp(min=0) * x_hi[..., None]).sum(1) + (w.clamp(max=0) * x_lo[..., None]).sum(1)
+    return c + (w.clamp(min=0) * x_lo[..., None]).sum(1) + (w.clamp(max=0) * x_hi[..., None]).sum(1)
+
+
+def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam: torch.Tensor,
+              alphas: dict[int, torch.Tensor] | None = None,
+              record: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+    """Lower bound of ``lam @ target`` (lam ``(D, r, n_target)``) using the
+    relaxations of nodes ``< upto``; returns (bound (D, r), input coefficient, recorded)."""
+    mats, wins = _Mats.get(low)
+    m, _, bias = mats[id(target)][:3]
+    coeff: dict[int, torch.Tensor] = {s: lam @ m[s].T for s in m}
+    const = lam @ bias
+    recorded: list[torch.Tensor | None] = [None] * len(low.nodes)
+    for k in reversed(range(upto)):
+        a = coeff.pop(k + 1, None)
+        if a is None:
+            continue
+        if record:
+            recorded[k] = a
+        node = low.nodes[k]
+        alpha = None if alphas is None else alphas.get(k)
+        a_z, c = _relax_back(node, wins, k, a, bounds.pre_lo[k], bounds.pre_hi[k], alpha)
+        const = const + c
+        pm, _, pb = mats[id(node.pre)][:3]
+        const = const + a_z @ pb
+        for s in pm:
+            coeff[s] = coeff[s] + a_z @ pm[s].T if s in coeff else a_z @ pm[s].T
+    a_in = coeff.get(0, torch.zeros(lam.shape[:2] + (low.input_size,), dtype=_DT))
+    lo, hi = bounds.x_lo[:, None, :], bounds.x_hi[:, None, :]
+    value = const + (a_in.clamp(min=0) * lo).sum(-1) + (a_in.clamp(max=0) * hi).sum(-1)
+    return value, a_in, recorded
+
+
+# -- public entry points ----------------------------------------------------
+def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, method: str = "crown",
+                   splits: list[torch.Tensor | None] | None = None,
+                   parent: LayerBounds | None = None, intermediate: str = "auto") -> LayerBounds:
+    """Bounds of every node for ``D`` boxes ``x_lo``/``x_hi`` ``(D, n_in)``.
+
+    ``splits[k]`` ``(D, size_k)`` in {-1, 0, +1} fixes ReLU phases (+1: z >= 0,
+    -1: z <= 0); ``parent`` (same D) holds bounds of enclosing domains to
+    intersect with.  ``intermediate``: how pre-activation bounds are computed
+    with ``method="crown"``: ``"auto"``/``"backward"`` (backward substitution per
+    node, tighter) or ``"forward"`` (forward symbolic linear bounds, cheaper and
+    looser); both are intersected with interval bounds.
+    """
+    if method not in ("interval", "crown"):
+        raise ValueError(f"expected method 'interval' or 'crown', got {method!r}")
+    mats, wins = _Mats.get(low)
+    d = x_lo.shape[0]
+    src_lo, src_hi = [x_lo], [x_hi]
+    pre_lo: list[torch.Tensor] = []
+    pre_hi: list[torch.Tensor] = []
+    feasible = torch.ones(d, dtype=torch.bool)
+    partial = LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible)
+    forward = method == "crown" and intermediate == "forward"
+    if forward:
+        n_in = low.input_size
+        eye = torch.cat([torch.eye(n_in, dtype=_DT), torch.zeros(1, n_in, dtype=_DT)]).expand(d, -1, -1)
+        lin_l, lin_u = [eye], [eye]
+    for k, node in enumerate(low.nodes):
+        lo, hi = _affine_interval(node.pre, mats, src_lo, src_hi)
+        if forward:
+            m, _, bias, mp, mn = mats[id(node.pre)]
+            zl = sum(lin_l[s] @ mp[s] + lin_u[s] @ mn[s] for s in m)
+            zu = sum(lin_u[s] @ mp[s] + lin_l[s] @ mn[s] for s in m)
+            zl[:, -1] += bias
+            zu[:, -1] += bias
+            lo = torch.maximum(lo, _concretize(zl, x_lo, x_hi, False))
+            hi = torch.minimum(hi, _concretize(zu, x_lo, x_hi, True))
+        elif method == "crown" and set(node.pre.mats) != {0}:
+            n = node.pre.size
+            eye = torch.eye(n, dtype=_DT)
+            lam = torch.cat([eye, -eye]).expand(d, -1, -1)
+            val, _, _ = _backward(low, partial, k, node.pre, lam)
+            lo, hi = torch.maximum(lo, val[:, :n]), torch.minimum(hi, -val[:, n:])
+        if parent is not None:
+            lo, hi = torch.maximum(lo, parent.pre_lo[k]), torch.minimum(hi, parent.pre_hi[k])
+        if splits is not None and splits[k] is not None:
+            s = splits[k]
+            lo = torch.where(s > 0, lo.clamp(min=0), lo)
+            hi = torch.where(s < 0, hi.clamp(max=0), hi)
+        feasible &= ~(lo > hi + EMPTY_TOL).any(dim=1)
+        hi = torch.maximum(hi, lo)
+        pre_lo.append(lo)
+        pre_hi.append(hi)
+        out_lo, out_hi = _node_out(node, wins, k, lo, hi)
+        if forward:
+            ol, ou = _forward_step(node, wins, k, zl, zu, lo, hi)
+            lin_l.append(ol)
+            lin_u.append(ou)
+        src_lo.append(out_lo)
+        src_hi.append(out_hi)
+    return LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible)
+
+
+def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tensor, *,
+               method: str = "crown", alpha_steps: int = 0, alpha_lr: float = 0.1,
+               record: bool = False) -> SpecBound:
+    """Lower bounds of ``C @ y + d`` per sub-domain: ``c`` ``(r, n_out)`` or
+    ``(D, r, n_out)``, ``d`` ``(r,)`` or ``(D, r)``; returns :class:`SpecBound`."""
+    mats, _ = _Mats.get(low)
+    n_dom = bounds.x_lo.shape[0]
+    c = c.to(_DT).expand(n_dom, -1, -1) if c.ndim == 2 else c.to(_DT)
+    d = d.to(_DT).expand(n_dom, -1) if d.ndim == 1 else d.to(_DT)
+    out_lo, out_hi = _affine_interval(low.output, mats, [bounds.x_lo] + bounds.out_lo, [bounds.x_hi] + bounds.out_hi)
+    ibp = (c.clamp(min=0) @ out_lo[..., None])[..., 0] + (c.clamp(max=0) @ out_hi[..., None])[..., 0] + d
+    if method == "interval":
+        return SpecBound(ibp, torch.zeros(c.shape[:2] + (low.input_size,), dtype=_DT), [None] * len(low.nodes))
+    val, a_in, rec = _backward(low, bounds, len(low.nodes), low.output, c, record=record)
+    if alpha_steps > 0:
+        val = torch.maximum(val, _optimise_alpha(low, bounds, c, alpha_steps, alpha_lr))
+    return SpecBound(torch.maximum(val + d, ibp), a_in, rec)
+
+
+def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
+    """alpha-CROWN: gradient ascent on the lower ReLU slopes; every iterate is sound."""
+    alphas = {k: (bounds.pre_hi[k] > -bounds.pre_lo[k]).to(_DT).clone().requires_grad_(True)
+              for k, n in enumerate(low.nodes) if n.kind == "relu"}
+    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+    best = torch.full(c.shape[:2], -torch.inf, dtype=_DT)
+    for _ in range(steps):
+        val, _, _ = _backward(low, bounds, len(low.nodes), low.output, c, alphas=alphas)
+        best = torch.maximum(best, val.detach())
+        opt.zero_grad()
+        (-val.sum()).backward()
+        opt.step()
+        with torch.no_grad():
+            for a in alphas.values():
+                a.clamp_(0.0, 1.0)
+    with torch.no_grad():
+        val, _, _ = _backward(low, bounds, len(low.nodes), low.output, c, alphas=alphas)
+    return torch.maximum(best, val)
+
+
+def output_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, *,
+                  method: str = "crown") -> tuple[np.ndarray, np.ndarray]:
+    """Sound bounds of every output over ``D`` input boxes.
+
+    ``lower``/``upper``: float arrays ``(D, *network.input_shape)`` (or
+    ``(D, input_size)``).  Returns ``(lo, hi)``, each float64 ``(D, output_size)``.
+    ``method``: ``"interval"`` or ``"crown"``.
+    """
+    low = lower_network(network)
+    x_lo, x_hi = _as_boxes(low, lower, upper)
+    with torch.no_grad():
+        b = compute_bounds(low, x_lo, x_hi, method=method)
+        n = low.output.size
+        eye = torch.eye(n, dtype=_DT)
+        res = spec_lower(low, b, torch.cat([eye, -eye]), torch.zeros(2 * n, dtype=_DT), method=method)
+    lo, hi = res.lower[:, :n], -res.lower[:, n:]
+    return lo.numpy().copy(), hi.numpy().copy()
+
+
+def spec_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, c: np.ndarray, d: np.ndarray, *,
+                method: str = "crown", alpha_steps: int = 0) -> np.ndarray:
+    """Sound lower bounds of ``C @ y + d`` over ``D`` input boxes.
+
+    ``c`` ``(r, output_size)``, ``d`` ``(r,)``; ``lower``/``upper`` as in
+    :func:`output_bounds`.  Returns float64 ``(D, r)``.  A row whose bound is
+    > 0 proves ``C_i @ y + d_i > 0`` everywhere in that box.
+    """
+    low = lower_network(network)
+    x_lo, x_hi = _as_boxes(low, lower, upper)
+    ct = torch.as_tensor(np.asarray(c, dtype=np.float64)).reshape(-1, low.output.size)
+    dt = torch.as_tensor(np.asarray(d, dtype=np.float64)).reshape(-1)
+    with torch.no_grad():
+        b = compute_bounds(low, x_lo, x_hi, method=method)
+    if alpha_steps:
+        res = spec_lower(low, b, ct, dt, method=method, alpha_steps=alpha_steps)
+    else:
+        with torch.no_grad():
+            res = spec_lower(low, b, ct, dt, method=method)
+    return res.lower.detach().numpy().copy()
+
+
+def lower_network(network: Any) -> Lowered:
+    """The lowered form (see :mod:`nnaudit.verify.lower`); accepts a Network or Lowered."""
+    return lower(network)

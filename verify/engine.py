@@ -1,0 +1,146 @@
+"""The complete verifier: one property on one network, end to end.
+
+Pipeline (each step a module of ``nnaudit.verify``)::
+
+    falsify (random + PGD, onnxruntime-confirmed)      falsify.py
+      -> bounds on the whole box (CROWN)               bounds.py
+      -> branch and bound over sub-domains             bab.py
+           -> Z3 on small residual sub-domains          encode.py, smt.py
+
+Verdicts: HOLDS only when every (box, region) case is proved; VIOLATED only
+with a counterexample whose onnxruntime output on the original file is in the
+unsafe region; otherwise UNKNOWN or TIMEOUT.  Every case shares one deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnaudit.errors import ConfigError
+from nnaudit.verify.bab import BabConfig, run_bab
+from nnaudit.verify.falsify import FalsifyConfig, falsify
+from nnaudit.verify.results import Verdict, VerifyResult
+from nnaudit.verify.spec import Property
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Settings of one verification run."""
+
+    timeout_s: float = 60.0                                         # wall-clock budget of the whole instance
+    torch_threads: int = 1                                          # intra-op threads of torch (1 is fastest for these small batched ops)
+    falsify: FalsifyConfig = field(default_factory=FalsifyConfig)   # phase 1
+    bab: BabConfig = field(default_factory=BabConfig)               # phases 2-4
+
+
+def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyConfig(),
+                    progress: Any = None) -> VerifyResult:
+    """Decide ``prop`` on ``network``.
+
+    ``network``: a :class:`~nnaudit.networks.ir.Network` loaded from a file or
+    a path to an ONNX file; ``prop``: a :class:`~nnaudit.verify.spec.Property`
+    or a path to a .vnnlib file.  ``progress(done, left)`` is called after each
+    batch of sub-domains.  Returns a :class:`VerifyResult`.
+    """
+    from nnaudit.networks import load
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.verify.lower import lower
+    from nnaudit.verify.vnnlib import parse
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, config.torch_threads))
+    try:
+        return _verify(network, prop, config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> VerifyResult:
+    from nnaudit.networks import load
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.verify.lower import lower
+    from nnaudit.verify.vnnlib import parse
+
+    start = time.monotonic()
+    deadline = start + config.timeout_s
+    net = load(network) if isinstance(network, (str, os.PathLike)) else network
+    spec = parse(prop) if isinstance(prop, (str, os.PathLike)) else prop
+    if not isinstance(spec, Property):
+        raise ConfigError(f"expected a Property or a .vnnlib path, got {type(spec).__name__}")
+    if net.source is None:
+        raise ConfigError("the network has no source ONNX file; counterexamples must be confirmed by onnxruntime on it")
+    spec.check_network(net.input_size, net.output_size, where=str(prop) if not isinstance(prop, Property) else spec.name)
+    ort = OnnxRuntimeModel(net.source)
+    low = lower(net)
+    phases = {"falsify": 0.0, "bab": 0.0}
+    stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0}
+    prop_name = Path(prop).name if isinstance(prop, (str, os.PathLike)) else spec.name
+
+    def result(verdict: Verdict, cex: Any = None, message: str = "") -> VerifyResult:
+        return VerifyResult(Path(net.source).name, prop_name, verdict, time.monotonic() - start, dict(phases),
+                            stats["subdomains"], stats["z3_calls"], stats["z3_time_s"], cex, message)
+
+    t = time.monotonic()
+    for box, region in spec.cases:
+        cex = falsify(net, ort, box, region, config.falsify, deadline)
+        if cex is not None:
+            phases["falsify"] = time.monotonic() - t
+            return result(Verdict.VIOLATED, cex)
+    phases["falsify"] = time.monotonic() - t
+    messages = []
+    undecided = None
+    for i, (box, region) in enumerate(spec.cases):
+        if time.monotonic() > deadline:
+            undecided = Verdict.TIMEOUT
+            messages.append("deadline reached")
+            break
+        t = time.monotonic()
+        out = run_bab(low, net, ort, box, region, config.bab, deadline, progress)
+        phases["bab"] += time.monotonic() - t
+        stats["subdomains"] += out.subdomains
+        stats["z3_calls"] += out.z3_calls
+        stats["z3_time_s"] += out.z3_time_s
+        log.info("case %d/%d: %s after %d sub-domains", i + 1, len(spec.cases), out.status, out.subdomains)
+        if out.status == "violated":
+            return result(Verdict.VIOLATED, out.counterexample)
+        if out.status != "holds":
+            messages.append(f"case {i}: {out.message}")
+            if out.status == "timeout":
+                undecided = Verdict.TIMEOUT
+                break
+            undecided = undecided or Verdict.UNKNOWN
+    if undecided is not None:
+        return result(undecided, None, "; ".join(messages))
+    return result(Verdict.HOLDS)
+
+
+def counterexample_ok(network_path: Any, prop: Property, x: np.ndarray) -> bool:
+    """Independent re-check used by tests and the CLI: onnxruntime on the file puts
+    the flat input ``x`` inside some case's box and its output in that case's region."""
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+
+    ort = OnnxRuntimeModel(network_path)
+    x = np.asarray(x, dtype=np.float32).reshape(1, -1)
+    shape = None
+    for box, region in prop.cases:
+        if not box.contains(x.astype(np.float64))[0]:
+            continue
+        if shape is None:
+            from nnaudit.networks import load
+
+            shape = load(network_path).input_shape
+        y = ort.run(x.reshape((1,) + tuple(shape)))
+        if region.contains(y)[0]:
+            return True
+    return False

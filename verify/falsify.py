@@ -1,0 +1,125 @@
+"""Falsification: find inputs that really violate a property, cheaply.
+
+Step 1 of the pipeline, and the judge of every candidate later steps
+produce.  Candidates come from random sampling in the box and from
+projected gradient descent on the property's margin
+(:func:`nnaudit.attacks.minimize_in_box`); a candidate becomes a
+counterexample only after onnxruntime, on the original ONNX file, puts its
+output in the unsafe region (:func:`confirm`).  The input is first rounded
+to float32 inside the box, since that is what the file computes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nnaudit.verify.results import Counterexample
+from nnaudit.verify.spec import Box, Region
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FalsifyConfig:
+    """Settings of the falsification phase."""
+
+    samples: int = 1024       # uniform random inputs per box
+    pgd_starts: int = 32      # PGD runs: from the best samples and from random points
+    pgd_steps: int = 60       # sign-gradient steps per run
+    seed: int = 0             # seed of the sampler and of PGD
+
+
+def float32_in_box(x: np.ndarray, box: Box) -> np.ndarray:
+    """Round flat inputs ``(B, n_in)`` to float32 values inside the box.
+
+    Values that rounding pushes outside a bound move one float32 step back in;
+    returns float32 ``(B, n_in)``.
+    """
+    x = np.clip(np.asarray(x, dtype=np.float64).reshape(len(x), -1), box.lower, box.upper)
+    x32 = x.astype(np.float32)
+    lo32, hi32 = box.lower.astype(np.float32), box.upper.astype(np.float32)
+    below = x32.astype(np.float64) < box.lower
+    x32 = np.where(below, np.nextafter(lo32, np.float32(np.inf)), x32)
+    above = x32.astype(np.float64) > box.upper
+    x32 = np.where(above, np.nextafter(hi32, np.float32(-np.inf)), x32)
+    return x32
+
+
+def confirm(ort: Any, box: Box, region: Region, xs: np.ndarray, input_shape: tuple[int, ...]) -> Counterexample | None:
+    """The first candidate (flat ``(B, n_in)``) whose onnxruntime output is unsafe, or None."""
+    if len(xs) == 0:
+        return None
+    x32 = float32_in_box(xs, box)
+    inside = box.contains(x32.astype(np.float64))
+    x32 = x32[inside]
+    if len(x32) == 0:
+        return None
+    y = ort.run(x32.reshape((len(x32),) + tuple(input_shape)))
+    bad = np.flatnonzero(region.contains(y))
+    if bad.size == 0:
+        return None
+    i = int(bad[0])
+    return Counterexample(x32[i].astype(np.float64), y[i], tuple(input_shape))
+
+
+def torch_margin(region: Region) -> Any:
+    """A torch function ``y (B, n_out) -> (B,)`` computing :meth:`Region.margin`."""
+    import torch
+
+    parts = [(torch.as_tensor(c, dtype=torch.float32), torch.as_tensor(d, dtype=torch.float32))
+             for c, d in region.disjuncts]
+
+    def margin(y: Any) -> Any:
+        y = y.reshape(y.shape[0], -1)
+        per = [(y @ c.T + d).max(dim=1).values if len(d) else torch.full((y.shape[0],), -torch.inf)
+               for c, d in parts]
+        return torch.stack(per, dim=1).min(dim=1).values
+
+    return margin
+
+
+def falsify(network: Any, ort: Any, box: Box, region: Region, config: FalsifyConfig = FalsifyConfig(),
+            deadline: float | None = None) -> Counterexample | None:
+    """Search the box for a counterexample: random samples, then PGD on the margin."""
+    rng = np.random.default_rng(config.seed)
+    shape = tuple(network.input_shape)
+    n = box.size
+    xs = box.lower + (box.upper - box.lower) * rng.random((config.samples, n))
+    xs = np.concatenate([xs, ((box.lower + box.upper) / 2)[None]], axis=0)
+    margins = region.margin(network.evaluate(xs.reshape((len(xs),) + shape)))
+    order = np.argsort(margins)
+    found = confirm(ort, box, region, xs[order[:8]][margins[order[:8]] <= 0], shape)
+    if found is not None or config.pgd_starts <= 0:
+        return found
+    if deadline is not None and time.monotonic() > deadline:
+        return None
+    return _pgd(network, ort, box, region, xs[order[: config.pgd_starts // 2]], config)
+
+
+def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, config: FalsifyConfig) -> Counterexample | None:
+    try:
+        from nnaudit.attacks import minimize_in_box
+    except (ImportError, AttributeError) as exc:  # the attacks package is optional at run time
+        log.warning("PGD falsification unavailable (%s); using random sampling only", exc)
+        return None
+    import torch
+
+    shape = tuple(network.input_shape)
+    model = network.to_torch()
+    margin = torch_margin(region)
+    count = config.pgd_starts
+    lo = np.broadcast_to(box.lower.reshape(shape), (count,) + shape).copy()
+    hi = np.broadcast_to(box.upper.reshape(shape), (count,) + shape).copy()
+    rng = np.random.default_rng(config.seed + 1)
+    rest = lo[len(starts):] + (hi[len(starts):] - lo[len(starts):]) * rng.random(lo[len(starts):].shape)
+    init = np.concatenate([starts.reshape((len(starts),) + shape), rest], axis=0)
+    with torch.enable_grad():
+        x, value = minimize_in_box(lambda t: margin(model(t)), lo, hi, steps=config.pgd_steps, restarts=1,
+                                   seed=config.seed, x_init=init, stop_below=-1e-4)
+    order = np.argsort(value)[:8]
+    return confirm(ort, box, region, x.reshape(count, -1)[order], shape)

@@ -1,0 +1,146 @@
+"""``nnaudit.verify.regions``: safety of image regions under discretized
+manipulations (the question of DLV, Huang et al., CAV 2017).
+
+For an image ``x`` classified as ``c``, each region (grid box, patch, mask or
+the whole image) and a :class:`~nnaudit.verify.region_spec.Manipulation`,
+the verdict says whether every member of the family keeps class ``c``:
+
+- SAFE: proved, by sound bounds over the family's continuous hull, by Z3
+  over the discrete family, or by exhaustive enumeration
+  (:mod:`nnaudit.verify.region_exact`); with ``method="dlv"`` only when DLV
+  enumerated the whole family;
+- UNSAFE: a member of the family whose class onnxruntime (on the original
+  ONNX file) confirms as changed, with its pixels and the class and
+  confidence before and after;
+- UNKNOWN: the region's time budget ran out; ``covered`` says what was done.
+
+``method="dlv"`` runs the paper's layer-by-layer search
+(:mod:`nnaudit.verify.dlv`); ``"both"`` runs the exact routes and DLV and
+records one result per method for every region.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnaudit.errors import SpecError
+from nnaudit.verify.dlv import DLVConfig, check_dlv
+from nnaudit.verify.region_check import RegionContext, make_context
+from nnaudit.verify.region_exact import ExactConfig, check_exact
+from nnaudit.verify.region_result import ImageResult, RegionResult, RegionVerdict
+from nnaudit.verify.region_spec import (ImageLayout, ImageRegion, Manipulation, grid_regions, make_family,
+                                        mask_regions, parse_grid, patch_regions, whole_image)
+
+log = logging.getLogger(__name__)
+
+METHODS = ("exact", "dlv", "both")
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Settings of a region check."""
+
+    timeout_per_region: float = 10.0                        # seconds per region and method
+    exact: ExactConfig = field(default_factory=ExactConfig)  # bounds / attack / enumeration / Z3 routes
+    dlv: DLVConfig = field(default_factory=DLVConfig)        # the layer-by-layer search
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def method_list(method: str) -> list[str]:
+    """``"both"`` -> ``["exact", "dlv"]``; SpecError for an unknown method."""
+    if method not in METHODS:
+        raise SpecError(f"regions: expected method one of {', '.join(METHODS)}, got {method!r}")
+    return ["exact", "dlv"] if method == "both" else [method]
+
+
+def resolve_regions(layout: ImageLayout, regions: Sequence[ImageRegion] | str | np.ndarray) -> list[ImageRegion]:
+    """Regions from a list, a spec string (``"4x4"`` grid, ``"patch:2"``,
+    ``"whole"``) or boolean masks ``(M, H, W)``."""
+    if isinstance(regions, str):
+        if regions == "whole":
+            return whole_image(layout)
+        if regions.startswith("patch:"):
+            return patch_regions(layout, int(regions.split(":", 1)[1]))
+        return grid_regions(layout, *parse_grid(regions))
+    if isinstance(regions, np.ndarray):
+        return mask_regions(layout, regions)
+    out = list(regions)
+    if not out or not all(isinstance(r, ImageRegion) for r in out):
+        raise SpecError("regions: expected a non-empty list of ImageRegion, a grid such as '4x4', 'patch:N', "
+                        "'whole' or boolean masks")
+    return out
+
+
+def regions(network: Any, x: np.ndarray, label: int | None,
+            regions: Sequence[ImageRegion] | str | np.ndarray,
+            manipulation: Manipulation | Mapping[str, Any], *, method: str = "exact",
+            config: RegionConfig = RegionConfig(), ort: Any = None, index: int = 0,
+            done: Mapping[tuple[int, str], RegionResult] | None = None,
+            on_result: Callable[[RegionResult], None] | None = None) -> ImageResult:
+    """Check every region of image ``x`` (shaped ``network.input_shape`` or flat).
+
+    ``network``: a Network or an ONNX path; ``label``: the true class (an
+    image onnxruntime misclassifies is skipped; None: use its prediction);
+    ``regions``: see :func:`resolve_regions`; ``manipulation``: a
+    :class:`Manipulation` or its ``to_dict()``; ``method``: ``"exact"``,
+    ``"dlv"`` or ``"both"``.  ``done`` maps ``(region id, method)`` to
+    results to keep (resume); ``on_result`` is called after every new result.
+    Returns an :class:`ImageResult`.
+    """
+    from nnaudit.networks import load
+
+    net = load(network) if isinstance(network, (str, os.PathLike)) else network
+    manip = manipulation if isinstance(manipulation, Manipulation) else Manipulation.from_dict(dict(manipulation))
+    methods = method_list(method)
+    layout = ImageLayout.from_input_shape(net.input_shape)
+    region_list = resolve_regions(layout, regions)
+    ctx = make_context(net, x, ort=ort)
+    label = ctx.label if label is None else int(label)
+    shape = (layout.height, layout.width) if layout.channels == 1 else tuple(net.input_shape)
+    if ctx.label != label:
+        return ImageResult(index, label, ctx.label, shape, ctx.x0, (),
+                           skipped=f"misclassified: label {label}, onnxruntime predicts {ctx.label}")
+    done = dict(done or {})
+    results = []
+    for region in region_list:
+        for m in methods:
+            key = (region.id, m)
+            if key not in done:
+                done[key] = check_region(ctx, region, manip, m, config)
+                if on_result is not None:
+                    on_result(done[key])
+            results.append(done[key])
+    return ImageResult(index, label, ctx.label, shape, ctx.x0, tuple(results))
+
+
+def check_region(ctx: RegionContext, region: ImageRegion, manip: Manipulation, method: str,
+                 config: RegionConfig) -> RegionResult:
+    """One region by one method (``"exact"`` or ``"dlv"``)."""
+    start = time.perf_counter()
+    deadline = start + config.timeout_per_region
+    fam = make_family(ctx.x0, region.pixels, manip)
+    if method == "exact":
+        out, stats = check_exact(ctx, fam, config.exact, deadline)
+        verdict, route, note, cex, adv = out.verdict, out.route, out.note, out.counterexample, ()
+    else:
+        d = check_dlv(ctx, fam, manip, config.dlv, deadline)
+        verdict, route, note, cex, adv, stats = d.verdict, "dlv", d.note, d.counterexample, d.adversarial, d.stats
+    elapsed = time.perf_counter() - start
+    assert verdict is not None
+    covered = note if verdict is RegionVerdict.UNKNOWN else None
+    if verdict is RegionVerdict.UNSAFE:
+        assert cex is not None and cex.class_after != ctx.label
+    log.debug("region %d (%s): %s by %s in %.3fs", region.id, method, verdict.value, route, elapsed)
+    return RegionResult(region.id, region.box, region.pixels, method, verdict, route, elapsed, covered, cex,
+                        tuple(adv), dict(stats, note=note))
