@@ -52,16 +52,18 @@ log = logging.getLogger(__name__)
 class BabConfig:
     """Settings of branch and bound."""
 
-    batch: int = 512               # sub-domains bounded per torch call
+    batch: int = 512               # sub-domains bounded per torch call (input splitting)
+    batch_relu: int = 48           # the same for ReLU splitting (wide layers: memory and time per call)
     max_domains: int = 300_000     # queue cap; past it the answer is unknown (memory stays bounded)
     input_split_dims: int = 32     # split inputs when the network has at most this many, else ReLUs
     z3_max_unstable: int = -1      # input splitting: a sub-domain with at most this many unstable ReLUs goes to Z3
-    z3_max_unstable_relu: int = 6  # ReLU splitting: the same threshold
-    z3_max_depth: int = 40         # ... and any sub-domain split this many times
+    z3_max_unstable_relu: int = 0  # ReLU splitting: the same threshold
+    z3_max_depth: int = 40         # input splitting: any sub-domain split this many times also goes to Z3
     z3_leaf_timeout: float = 60.0  # cap of one Z3 call (also capped by the deadline)
     workers: int = 1               # processes deciding Z3 leaves (1: in this process)
     alpha_steps: int = 0           # > 0: alpha-CROWN iterations per batch
     prove_tol: float = 1e-7        # a bound proves a row only when above this (absorbs rounding)
+    trial_split: bool = True       # input splitting: pick the dimension whose two halves bound best (tries every dimension)
     lp_depth: int = 30             # from this depth on, close multi-row disjuncts by an LP over row combinations
 
 
@@ -118,6 +120,7 @@ class _Search:
         self.pending = 0
         self.unknown_leaves = 0
         self.pool: Any = None
+        self.root: LayerBounds | None = None
         self.futures: list[Any] = []
 
     # -- main loop ----------------------------------------------------------
@@ -163,9 +166,10 @@ class _Search:
 
     def _pop(self) -> _Chunk:
         taken, count = [], 0
-        while self.queue and count < self.cfg.batch:
+        size = self.cfg.batch_relu if self.relu_mode else self.cfg.batch
+        while self.queue and count < size:
             chunk = self.queue.pop()
-            room = self.cfg.batch - count
+            room = size - count
             if len(chunk) > room:
                 idx = np.arange(len(chunk))
                 self.queue.append(chunk.take(idx[room:]))
@@ -182,7 +186,14 @@ class _Search:
         x_lo, x_hi = torch.as_tensor(chunk.lo), torch.as_tensor(chunk.hi)
         splits = None if chunk.splits is None else [torch.as_tensor(s) for s in chunk.splits]
         with torch.no_grad():
-            b = compute_bounds(self.low, x_lo, x_hi, splits=splits)
+            if self.relu_mode:
+                # intermediate bounds of the whole box hold in every sub-domain: reuse them, tightened by the splits
+                if self.root is None:
+                    self.root = compute_bounds(self.low, torch.as_tensor(self.box.lower[None]),
+                                               torch.as_tensor(self.box.upper[None]))
+                b = compute_bounds(self.low, x_lo, x_hi, splits=splits, parent=self.root, intermediate="none")
+            else:
+                b = compute_bounds(self.low, x_lo, x_hi, splits=splits)
             if self.cfg.alpha_steps:
                 with torch.enable_grad():
                     sb = spec_lower(self.low, b, self.c, self.d, alpha_steps=self.cfg.alpha_steps, record=True)
@@ -207,7 +218,9 @@ class _Search:
             return True
         unstable = self._unstable(b, splits)
         limit = self.cfg.z3_max_unstable_relu if self.relu_mode else self.cfg.z3_max_unstable
-        to_z3 = (unstable <= limit) | (chunk.depth >= self.cfg.z3_max_depth)
+        to_z3 = unstable <= limit
+        if not self.relu_mode:  # ReLU splitting ends by itself: every split fixes one more neuron
+            to_z3 |= chunk.depth >= self.cfg.z3_max_depth
         for i in idx[to_z3[idx]]:
             if time.monotonic() > self.deadline:
                 self._finish("timeout", "deadline reached")
@@ -216,7 +229,7 @@ class _Search:
                 return True
         rest = idx[~to_z3[idx]]
         if len(rest):
-            self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest]))
+            self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest], lbs[rest, worst_row[rest]]))
             if self.pending > self.cfg.max_domains:
                 self._finish("unknown", f"more than {self.cfg.max_domains} open sub-domains (queue cap)")
                 return True
@@ -290,7 +303,8 @@ class _Search:
         return count.numpy()
 
     # -- splitting --------------------------------------------------------------
-    def _split(self, sub: _Chunk, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray) -> _Chunk:
+    def _split(self, sub: _Chunk, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
+               parent_lb: np.ndarray) -> _Chunk:
         left, right = sub.take(np.arange(len(sub))), sub.take(np.arange(len(sub)))
         left.depth = left.depth + 1
         right.depth = right.depth + 1
@@ -299,6 +313,8 @@ class _Search:
             width = sub.hi - sub.lo
             score = a * width
             score = np.where(score.max(axis=1, keepdims=True) > 0, score, width)
+            if self.cfg.trial_split and sub.lo.shape[1] <= 8:
+                score = self._trial_scores(sub, rows, score, parent_lb)
             dim = score.argmax(axis=1)
             mid = (sub.lo[np.arange(len(sub)), dim] + sub.hi[np.arange(len(sub)), dim]) / 2
             left.hi = left.hi.copy()
@@ -315,6 +331,39 @@ class _Search:
                 left.splits[k][r[m], neuron[m]] = 1
                 right.splits[k][r[m], neuron[m]] = -1
         return _Chunk.join([left, right])
+
+    def _trial_scores(self, sub: _Chunk, rows: np.ndarray, smear: np.ndarray, parent_lb: np.ndarray) -> np.ndarray:
+        """Score each input dimension by the worse of the two halves' bounds on
+        the domain's worst row (ties broken by the smear score).
+
+        CROWN is not monotone in the box, so a split may not improve the bound
+        at all: dimensions narrower than 1% of the widest are never tried, and
+        where no split improves on the parent's bound the smear score decides."""
+        k, n = sub.lo.shape
+        scores = np.empty((k, n))
+        step = max(1, self.cfg.batch // (2 * n))
+        for start in range(0, k, step):
+            part = slice(start, min(k, start + step))
+            lo, hi = sub.lo[part], sub.hi[part]
+            m = len(lo)
+            los = np.repeat(lo[:, None], 2 * n, axis=1)
+            his = np.repeat(hi[:, None], 2 * n, axis=1)
+            mid = (lo + hi) / 2
+            for j in range(n):
+                his[:, 2 * j, j] = mid[:, j]
+                los[:, 2 * j + 1, j] = mid[:, j]
+            with torch.no_grad():
+                b = compute_bounds(self.low, torch.as_tensor(los.reshape(-1, n)), torch.as_tensor(his.reshape(-1, n)))
+                lb = spec_lower(self.low, b, self.c, self.d).lower.numpy().reshape(m, 2 * n, -1)
+            val = lb[np.arange(m), :, rows[part]].reshape(m, n, 2).min(axis=2)
+            scores[part] = val
+        width = sub.hi - sub.lo
+        scores = np.where(width >= 0.01 * width.max(axis=1, keepdims=True), np.nan_to_num(scores, nan=-np.inf), -np.inf)
+        best = scores.max(axis=1, keepdims=True)
+        tie = np.isclose(scores, best, rtol=0, atol=1e-12)
+        ranked = np.where(tie, 1.0 + smear / (smear.max(axis=1, keepdims=True) + 1e-300), scores - best)
+        no_gain = best[:, 0] <= parent_lb + 1e-12
+        return np.where(no_gain[:, None], smear, ranked)
 
     def _pick_relu(self, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
                    splits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

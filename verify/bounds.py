@@ -31,8 +31,8 @@ import torch
 from nnaudit.verify.lower import Affine, Lowered, Node, lower
 
 _DT = torch.float64
-#: l > u + this after applying ReLU splits marks a sub-domain empty.
-EMPTY_TOL = 1e-9
+#: l > u + EMPTY_TOL * (1 + |l| + |u|) after applying ReLU splits marks a sub-domain empty.
+EMPTY_TOL = 1e-7
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,8 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     intersect with.  ``intermediate``: how pre-activation bounds are computed
     with ``method="crown"``: ``"auto"``/``"backward"`` (backward substitution per
     node, tighter) or ``"forward"`` (forward symbolic linear bounds, cheaper and
-    looser); both are intersected with interval bounds.
+    looser), or ``"none"`` (interval bounds only, meant with ``parent`` bounds
+    computed once for an enclosing box); all are intersected with interval bounds.
     """
     if method not in ("interval", "crown"):
         raise ValueError(f"expected method 'interval' or 'crown', got {method!r}")
@@ -270,7 +271,10 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     pre_hi: list[torch.Tensor] = []
     feasible = torch.ones(d, dtype=torch.bool)
     partial = LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible)
-    forward = method == "crown" and intermediate == "forward"
+    if intermediate not in ("auto", "backward", "forward", "none"):
+        raise ValueError(f"expected intermediate 'auto', 'backward', 'forward' or 'none', got {intermediate!r}")
+    forward = method == "crown" and (intermediate == "forward" or (intermediate == "auto" and low.input_size <= 64))
+    backward = method == "crown" and intermediate in ("auto", "backward")
     if forward:
         n_in = low.input_size
         eye = torch.cat([torch.eye(n_in, dtype=_DT), torch.zeros(1, n_in, dtype=_DT)]).expand(d, -1, -1)
@@ -285,19 +289,15 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
             zu[:, -1] += bias
             lo = torch.maximum(lo, _concretize(zl, x_lo, x_hi, False))
             hi = torch.minimum(hi, _concretize(zu, x_lo, x_hi, True))
-        elif method == "crown" and set(node.pre.mats) != {0}:
-            n = node.pre.size
-            eye = torch.eye(n, dtype=_DT)
-            lam = torch.cat([eye, -eye]).expand(d, -1, -1)
-            val, _, _ = _backward(low, partial, k, node.pre, lam)
-            lo, hi = torch.maximum(lo, val[:, :n]), torch.minimum(hi, -val[:, n:])
+        if backward and set(node.pre.mats) != {0}:
+            lo, hi = _refine(low, partial, k, node, lo, hi, splits)
         if parent is not None:
             lo, hi = torch.maximum(lo, parent.pre_lo[k]), torch.minimum(hi, parent.pre_hi[k])
         if splits is not None and splits[k] is not None:
             s = splits[k]
             lo = torch.where(s > 0, lo.clamp(min=0), lo)
             hi = torch.where(s < 0, hi.clamp(max=0), hi)
-        feasible &= ~(lo > hi + EMPTY_TOL).any(dim=1)
+        feasible &= ~(lo > hi + EMPTY_TOL * (1 + lo.abs() + hi.abs())).any(dim=1)
         hi = torch.maximum(hi, lo)
         pre_lo.append(lo)
         pre_hi.append(hi)
@@ -309,6 +309,34 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
         src_lo.append(out_lo)
         src_hi.append(out_hi)
     return LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible)
+
+
+def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Tensor, hi: torch.Tensor,
+            splits: list[torch.Tensor | None] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tighten node k's pre-activation bounds by backward substitution.
+
+    For ReLU nodes only the neurons still unstable in some sub-domain of the
+    batch (and not fixed by a split everywhere) are refined: a stable neuron's
+    relaxation is already exact, so tighter bounds would not change anything.
+    """
+    n = node.pre.size
+    if node.kind == "relu":
+        need = (lo < 0) & (hi > 0)
+        if splits is not None and splits[k] is not None:
+            need &= splits[k] == 0
+        rows = torch.nonzero(need.any(dim=0)).flatten()
+    else:
+        rows = torch.arange(n)
+    if len(rows) == 0:
+        return lo, hi
+    eye = torch.eye(n, dtype=_DT)[rows]
+    lam = torch.cat([eye, -eye]).expand(lo.shape[0], -1, -1)
+    val, _, _ = _backward(low, partial, k, node.pre, lam)
+    r = len(rows)
+    lo, hi = lo.clone(), hi.clone()
+    lo[:, rows] = torch.maximum(lo[:, rows], val[:, :r])
+    hi[:, rows] = torch.minimum(hi[:, rows], -val[:, r:])
+    return lo, hi
 
 
 def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tensor, *,

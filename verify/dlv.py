@@ -49,6 +49,12 @@ Where this departs from the paper:
   both);
 - features are manipulated one at a time from the image (the paper's search
   tree also combines features along a path);
+- ``corners`` is the paper's ``convex`` enumeration; in ``point`` mode the
+  paper evaluates one point of the ladder, here that point is chosen by the
+  sign of the margin gradient;
+- hidden-layer spans come from sound bound propagation instead of the
+  paper's region/precision solving with Z3 (same role: the extent the
+  activation can reach from the input region, divided into ``n`` steps);
 - the paper reports any real pre-image in the region; here the verdict
   UNSAFE needs a *member of the discretized family* (the pre-image itself
   when it is a grid point, else its nearest grid point) confirmed by

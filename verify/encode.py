@@ -101,7 +101,7 @@ def _needed(node: Any, lo_hi: tuple[np.ndarray, np.ndarray] | None, phase: np.nd
     if lo_hi is not None:
         need &= lo_hi[1] >= 0
     if phase is not None:
-        need &= phase >= 0
+        need |= phase != 0  # a fixed phase is a constraint on z
     return need
 
 

@@ -14,6 +14,12 @@ the verdict says whether every member of the family keeps class ``c``:
   confidence before and after;
 - UNKNOWN: the region's time budget ran out; ``covered`` says what was done.
 
+Arithmetic: SAFE is about the float64 grid values and the network's weights
+in exact (Z3, margin > 1e-6) or float64 (bounds, margin > 1e-7; enumeration)
+arithmetic; onnxruntime computes in float32, which can differ only at
+near-ties.  A member that changes the class in float64/exact arithmetic but
+not in onnxruntime makes the region UNKNOWN, never SAFE or UNSAFE.
+
 ``method="dlv"`` runs the paper's layer-by-layer search
 (:mod:`nnaudit.verify.dlv`); ``"both"`` runs the exact routes and DLV and
 records one result per method for every region.

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: a bound must exceed this to prove ``logit_c > logit_j`` (absorbs float64 rounding)
 BOUND_TOL = 1e-7
+#: Z3 looks for members with margin <= this, so unsat proves every member's
+#: margin exceeds it (robust to the last-bit difference between the exact
+#: grid ``x0 + k*step`` and its float64 values)
+SMT_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -256,22 +261,20 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
 
     xs = [z3.Real(f"x{j}") for j in range(len(fam.pixels))]
     x_vars = [real(v) for v in fam.x0]
-    cons = []
-    costs = []
-    for j, (vals, cost) in enumerate(zip(fam.values, fam.costs)):
+    cons, costs = [], []
+    for j in range(len(fam.pixels)):
         x_vars[int(fam.pixels[j])] = xs[j]
-        if fam.budget is None:
-            cons.append(z3.Or([xs[j] == real(v) for v in vals]))
-        else:
-            costs.append(z3.Real(f"c{j}"))
-            cons.append(z3.Or([z3.And(xs[j] == real(v), costs[j] == int(c)) for v, c in zip(vals, cost)]))
+        pixel_cons, cost = _pixel_grid(fam, j, xs[j])
+        cons += pixel_cons
+        costs.append(cost)
     if fam.budget is not None:
         cons.append(z3.Sum(costs) <= fam.budget)
     lo, hi = fam.hull()
     shape = tuple(ctx.network.input_shape)
     net_cons, outs = encode_network(ctx.network, x_vars, lower=lo.reshape(shape), upper=hi.reshape(shape))
     cons += net_cons
-    cons.append(z3.Or([outs[j] >= outs[ctx.label] for j in range(len(outs)) if j != ctx.label]))
+    tol = real(SMT_TOL)
+    cons.append(z3.Or([outs[j] >= outs[ctx.label] - tol for j in range(len(outs)) if j != ctx.label]))
     calls, z3_time = 0, 0.0
     box = [c for j, vals in enumerate(fam.values) for c in (xs[j] >= real(vals[0]), xs[j] <= real(vals[-1]))]
     hull = solve(net_cons + box + [cons[-1]], timeout_s=(deadline - time.perf_counter()) / 2, logic="QF_LRA")
@@ -279,10 +282,14 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
     stats.update(z3_calls=calls, z3_time_s=z3_time)
     if hull.status == "unsat":
         return Outcome(RegionVerdict.SAFE, "smt", "z3: no point of the continuous hull changes the class")
-    for _ in range(config.smt_retries + 1):
-        res = solve(cons, timeout_s=deadline - time.perf_counter(), values_of=xs, logic="QF_LRA")
+    for blocked in range(config.smt_retries + 1):
+        res = solve(cons, timeout_s=deadline - time.perf_counter(), values_of=xs)   # integers and reals
         calls, z3_time = calls + 1, z3_time + res.time_s
         stats.update(z3_calls=calls, z3_time_s=z3_time)
+        if res.status == "unsat" and blocked:
+            return Outcome(RegionVerdict.UNKNOWN, "smt",
+                           f"z3: {blocked} member(s) have margin <= {SMT_TOL:g} in exact arithmetic but keep the "
+                           "class in onnxruntime (near-ties); all other members keep the class")
         if res.status == "unsat":
             return Outcome(RegionVerdict.SAFE, "smt", f"z3: no member changes the class ({calls} call(s))")
         if res.status == "unknown":
@@ -292,7 +299,7 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
         if cex is not None:
             return Outcome(RegionVerdict.UNSAFE, "smt", "z3 model", cex)
         log.info("z3 member %s not confirmed by onnxruntime; blocking it", found)
-        cons.append(z3.Or([x != real(fam.values[j][i]) for j, (x, i) in enumerate(zip(xs, found))]))
+        cons.append(_block(fam, xs, found))
     return Outcome(RegionVerdict.UNKNOWN, "smt",
                    f"z3 found {config.smt_retries + 1} member(s) that change the class in exact arithmetic but "
                    "not in onnxruntime (near-ties); neither safe nor a confirmed counterexample")
@@ -302,3 +309,51 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
 def _nearest_indices(fam: Family, values: np.ndarray) -> np.ndarray:
     """Value indices ``(p,)`` of a Z3 model (its values are exactly family values; nearest absorbs printing)."""
     return np.array([int(np.argmin(np.abs(v - x))) for v, x in zip(fam.values, values)], dtype=np.int64)
+
+
+def _pixel_grid(fam: Family, j: int, xj: Any) -> tuple[list[Any], Any]:
+    """Constraints tying value ``j`` to its grid, and its budget cost.
+
+    On-grid values are ``x0 + k*step`` with an integer ``k`` in a range (one
+    linear equality, which Z3 solves far faster than a disjunction of
+    values); clip values off that grid are extra disjuncts.
+    """
+    import z3
+
+    from nnaudit.verify.smt import real
+
+    x0 = fam.x0[fam.pixels[j]]
+    vals, kk, cc = fam.values[j], fam.ks[j], fam.costs[j]
+    on = np.array([v == x0 + k * fam.step for v, k in zip(vals, kk)])
+    k = z3.Int(f"k{j}")
+    if not on.any() or set(kk[on].tolist()) != set(range(int(kk[on].min()), int(kk[on].max()) + 1)):
+        cost = z3.Int(f"c{j}")       # no contiguous grid: one disjunct per value
+        return [z3.Or([z3.And(xj == real(v), cost == int(c)) for v, c in zip(vals, cc)])], cost
+    a, b = int(kk[on].min()), int(kk[on].max())
+    l0 = fam.budget_norm == "l0"
+    grid = [k >= a, k <= b, xj == real(x0) + k * real(fam.step)]
+    grid_cost = z3.If(k == 0, 0, 1) if l0 else z3.If(k >= 0, k, -k)
+    if on.all():
+        return grid, grid_cost
+    cost = z3.Int(f"c{j}")
+    options = [z3.And(*grid, cost == grid_cost)]
+    options += [z3.And(xj == real(v), cost == int(c)) for v, c in zip(vals[~on], cc[~on])]
+    return [z3.Or(options)], cost
+
+
+def _block(fam: Family, xs: list[Any], found: np.ndarray) -> Any:
+    """A clause excluding the member with value indices ``found`` (by a margin
+    of half the gap to the neighbouring values, so the last-bit difference
+    between exact grid values and their float64 copies cannot matter)."""
+    import z3
+
+    from nnaudit.verify.smt import real
+
+    out = []
+    for j, (x, i) in enumerate(zip(xs, found)):
+        vals = fam.values[j]
+        if len(vals) < 2:
+            continue
+        eps = float(np.diff(vals).min()) / 2
+        out += [x < real(vals[i] - eps), x > real(vals[i] + eps)]
+    return z3.Or(out) if out else z3.BoolVal(False)

@@ -225,6 +225,7 @@ class Family:
     costs: tuple[np.ndarray, ...]
     budget: int | None              # bound on the summed costs, None: no budget
     budget_norm: str | None = None  # "l1" or "l0" (how costs were computed)
+    step: float = 0.0               # the manipulation step (values on the grid are x0 + k*step)
 
     @property
     def raw_count(self) -> int:
@@ -339,7 +340,7 @@ def make_family(x0: np.ndarray, pixels: Sequence[int], manip: Manipulation) -> F
         values.append(vals)
         ks.append(kk)
         costs.append(cost)
-    return Family(x0, pix, tuple(values), tuple(ks), tuple(costs), manip.budget_units, manip.budget_norm)
+    return Family(x0, pix, tuple(values), tuple(ks), tuple(costs), manip.budget_units, manip.budget_norm, manip.step)
 
 
 def parse_grid(text: str) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 What ``make demo`` runs.  Four short runs, each writing its JSON result
 (reports/SCHEMA.md) into DIR, then ``report.html`` from all of them:
 
-1. region safety (DLV question) of a 4x4 grid on a few test digits (digits-ffn);
+1. region safety (DLV question) of a 4x4 grid on a few test digits (digits-ffn),
+   through the runner of ``nnaudit regions``;
 2. FGSM and PGD at a few eps on 100 test digits (digits-ffn);
 3. complete verification of local-robustness properties around a few digits;
 4. DANN on the two-moons task (source-only baseline alongside), exported to ONNX.
@@ -123,27 +124,28 @@ def _digits() -> tuple[Any, Any]:
 
 
 def _regions(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
-    regions = _need("nnaudit.verify.region_api", "regions")
+    """Region safety through the same runner as ``nnaudit regions`` (same document)."""
+    run = _need("nnaudit.verify.region_run", "run")
+    run_plan = _need("nnaudit.verify.region_run", "RunPlan")
     region_config = _need("nnaudit.verify.region_api", "RegionConfig")
+    resolve_regions = _need("nnaudit.verify.region_api", "resolve_regions")
+    manipulation = _need("nnaudit.verify.region_spec", "Manipulation")
+    layout = _need("nnaudit.verify.region_spec", "ImageLayout")
     import numpy as np
 
     from nnaudit.networks import zoo
-    from nnaudit.reports import schema
 
     net = zoo.load(config.model)
     x, y = _digits()
-    manipulation = {"step": config.region_step, "steps": config.region_steps, "clip": [0.0, 1.0], "budget": None}
-    rc = region_config(timeout_per_region=config.region_timeout)
-    doc = schema.new_result("regions", network=net, command=command_line, seeds={"seed": config.seed},
-                            settings=_settings(config, grid=config.grid, manipulation=manipulation, method="exact",
-                                               images=config.region_images, model=config.model,
-                                               region=rc.to_dict()))
     chosen = np.flatnonzero(net.predict(x[:50]) == y[:50])[: config.region_images]  # misclassified ones are skipped anyway
-    images = [regions(net, x[i], int(y[i]), config.grid, manipulation, method="exact", config=rc, index=int(i)).to_dict()
-              for i in chosen]
     rows, cols = (int(v) for v in config.grid.split("x"))
-    doc.update({"manipulation": manipulation, "grid": [rows, cols], "patch": None, "methods": ["exact"],
-                "images": images})
+    plan = run_plan(tuple(int(i) for i in chosen),
+                    tuple(resolve_regions(layout.from_input_shape(net.input_shape), config.grid)),
+                    manipulation(step=config.region_step, steps=config.region_steps, clip=(0.0, 1.0)), "exact",
+                    (rows, cols), None, region_config(timeout_per_region=config.region_timeout))
+    doc, _ = run(net, x, y, plan, data="digits:test", json_path=None)
+    doc["command"] = command_line
+    doc["settings"] = _settings(config, **doc["settings"])
     return doc
 
 

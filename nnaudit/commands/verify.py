@@ -30,7 +30,6 @@ def command(model: str, prop: str, timeout: float, result_file: str | None, as_j
     """Decide whether PROPERTY (VNN-LIB) holds on MODEL (ONNX): holds (proved),
     violated (with a counterexample confirmed by onnxruntime) or unknown/timeout."""
     from nnaudit.verify.engine import VerifyConfig, verify_property
-    from nnaudit.verify.falsify import FalsifyConfig
     from nnaudit.verify.results import Verdict, VerifyResult
 
     cfg = VerifyConfig(timeout_s=timeout)
@@ -50,6 +49,8 @@ def command(model: str, prop: str, timeout: float, result_file: str | None, as_j
         net = load(model)
         spec = parse(prop)
         spec.check_network(net.input_size, net.output_size, where=prop)
+        # the deadline counts from the start of the command, loading included
+        cfg = replace(cfg, timeout_s=max(0.1, timeout - (time.monotonic() - start)))
         res = verify_property(net, spec, config=cfg, progress=report if show else None)
     except NnauditError as exc:
         if result_file:

@@ -63,11 +63,26 @@ def test_robustness_on_cnn_with_maxpool(tmp_path) -> None:
     net = load(path)
     x = np.random.default_rng(0).uniform(0, 1, (1,) + net.input_shape)
     label = int(net.predict(x)[0])
-    for eps in (0.001, 0.5):
-        prop = robustness_property(x.ravel() - eps, x.ravel() + eps, label, 3)
-        res = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, z3_max_unstable=4)))
-        if res.verdict is Verdict.VIOLATED:
+    small = robustness_property(x.ravel() - 0.001, x.ravel() + 0.001, label, 3)
+    assert verify_property(net, small, config=BASE).verdict is Verdict.HOLDS
+    large = robustness_property(x.ravel() - 0.5, x.ravel() + 0.5, label, 3)
+    res = verify_property(net, large, config=VerifyConfig(timeout_s=5))
+    assert res.verdict is not Verdict.HOLDS or res.subdomains > 0
+    if res.verdict is Verdict.VIOLATED:
+        assert counterexample_ok(path, large, res.counterexample.x)
+
+
+def test_z3_leaves_in_worker_processes(tmp_path) -> None:
+    path = verify_nets.mlp(tmp_path, 11, (2, 8, 8, 2))
+    net = load(path)
+    lo, hi = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
+    g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 101), np.linspace(-0.5, 0.5, 101)), -1).reshape(-1, 2)
+    diff = net.evaluate(g) @ np.array([1.0, -1.0])
+    cfg = replace(MODES["z3-only"], bab=replace(MODES["z3-only"].bab, workers=2))
+    for t, want in ((diff.min() - 0.1, Verdict.HOLDS), (np.median(diff), Verdict.VIOLATED)):
+        prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+        res = verify_property(net, prop, config=cfg)
+        assert res.verdict is want
+        assert want is Verdict.VIOLATED or res.z3_calls >= 1
+        if want is Verdict.VIOLATED:
             assert counterexample_ok(path, prop, res.counterexample.x)
-        if eps == 0.001:
-            assert res.verdict is Verdict.HOLDS
-    assert res.verdict in (Verdict.VIOLATED, Verdict.HOLDS)

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nnaudit.verify.region_api import RegionConfig, check_region
@@ -82,6 +82,10 @@ region_cases = dict(
 
 @SLOW
 @given(**region_cases)
+@example(net="digits-ffn", index=19, pixels=[25, 32, 42, 44], step=0.5, steps=2, budget=None)   # split proves it
+@example(net="digits-cnn", index=13, pixels=[17, 20, 40, 44], step=0.25, steps=2, budget=None)  # split proves it
+@example(net="digits-cnn", index=1, pixels=[27, 28, 35, 36], step=0.5, steps=2, budget=None)    # unsafe
+@example(net="digits-ffn", index=5, pixels=[26, 27, 28, 29], step=0.75, steps=2, budget=("l0", 1))
 def test_bounds_and_splitting_agree_with_enumeration(net: str, index: int, pixels: list[int], step: float,
                                                      steps: int, budget: tuple | None) -> None:
     network, ort = zoo_net(net)
@@ -151,3 +155,39 @@ def test_timeout_gives_unknown_with_coverage() -> None:
                        RegionConfig(timeout_per_region=0.0))
     assert res.verdict is RegionVerdict.UNKNOWN and res.covered
     pytest.importorskip("z3")
+
+
+def test_misclassified_images_are_skipped_and_results_round_trip() -> None:
+    from nnaudit.verify import regions
+    from nnaudit.verify.region_result import ImageResult
+
+    network, ort = zoo_net("digits-ffn")
+    x, y = digits()
+    pred = ort.predict(x[:60])
+    wrong = int(np.flatnonzero(pred != y[:60])[0])
+    res = regions(network, x[wrong], int(y[wrong]), "4x4", Manipulation(), ort=ort)
+    assert res.regions == () and "misclassified" in res.skipped and res.predicted == pred[wrong]
+    right = int(np.flatnonzero(pred == y[:60])[0])
+    res = regions(network, x[right], int(y[right]), "2x2", Manipulation(step=0.3, steps=2), ort=ort, method="both",
+                  config=RegionConfig(timeout_per_region=5))
+    assert [(r.id, r.method) for r in res.regions] == [(i, m) for i in range(4) for m in ("exact", "dlv")]
+    back = ImageResult.from_dict(res.to_dict())
+    assert back.to_dict() == res.to_dict()
+
+
+def test_z3_members_onnxruntime_rejects_are_never_safe(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """If onnxruntime disagreed with every Z3 model, the region may not end SAFE."""
+    from nnaudit.verify.region_check import RegionContext
+
+    net, ort = tiny_mlp(1, str(tmp_path))
+    x0 = np.array([0.2, 0.9, 0.4, 0.6], dtype=np.float32)
+    manip = Manipulation(step=0.5, steps=2)
+    config = RegionConfig(timeout_per_region=30, exact=ExactConfig(
+        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0, smt_retries=1))
+    ctx = make_context(net, x0, ort=ort)
+    xs, logits = brute_force(net, ctx.x0, [0, 1, 2, 3], manip)
+    if (logits.argmax(axis=1) == ctx.label).all():
+        pytest.skip("this random network keeps the class on the whole family")
+    monkeypatch.setattr(RegionContext, "confirm", lambda self, xs, limit=32: None)
+    res = check_region(ctx, ImageRegion(0, (0, 0, 2, 2), (0, 1, 2, 3)), manip, "exact", config)
+    assert res.verdict is RegionVerdict.UNKNOWN and "onnxruntime" in res.covered
