@@ -36,6 +36,8 @@ def test_wheel_has_only_the_nnaudit_package(wheel: Path) -> None:
         assert pkg.replace(".", "/") + "/__init__.py" in names, pkg
     assert any(n.startswith("nnaudit/networks/zoo/") and n.endswith(".onnx") for n in names)
     assert "nnaudit/networks/data/digits.npz" in names
+    assert "nnaudit/verify/vnncomp/run_instance.sh" in names
+    assert any(n.startswith("nnaudit/reports/templates/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()
     assert "nnaudit = nnaudit.cli:main" in text and "nnaudit = nnaudit.pytest_plugin" in text
