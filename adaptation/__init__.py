@@ -17,8 +17,7 @@ an attribute below::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnaudit._lazy import lazy_getattr
 
 _EXPORTS = {
     "DannConfig": "config", "for_task": "config",
@@ -36,12 +35,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

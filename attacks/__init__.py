@@ -21,8 +21,7 @@ so ``import nnaudit.attacks`` does not import torch:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnaudit._lazy import lazy_getattr
 
 _LAZY = {
     "minimize_in_box": "nnaudit.attacks.box",
@@ -54,7 +53,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnaudit.attacks' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
+

@@ -12,8 +12,7 @@ Names below are resolved lazily so ``import nnaudit.reports`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnaudit._lazy import lazy_getattr
 
 _LAZY = {
     "write_report": "nnaudit.reports.render",
@@ -26,7 +25,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnaudit.reports' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
+

@@ -13,8 +13,7 @@ torch or z3:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnaudit._lazy import lazy_getattr
 
 _LAZY = {
     "verify_property": "nnaudit.verify.engine",
@@ -27,7 +26,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnaudit.verify' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
