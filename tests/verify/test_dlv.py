@@ -3,7 +3,6 @@ adversarial example is confirmed by onnxruntime, modes enumerate what they say."
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 
@@ -17,22 +16,7 @@ from nnaudit.verify.region_api import RegionConfig, check_region, regions
 from nnaudit.verify.region_check import make_context
 from nnaudit.verify.region_result import RegionVerdict
 from nnaudit.verify.region_spec import ImageRegion, Manipulation, make_family
-
-
-@functools.cache
-def zoo_net(name: str):  # noqa: ANN201
-    from nnaudit.networks import zoo
-    from nnaudit.networks.runtime import OnnxRuntimeModel
-
-    net = zoo.load(name)
-    return net, OnnxRuntimeModel(net.source)
-
-
-@functools.cache
-def digits():  # noqa: ANN201
-    from nnaudit.networks.datasets import digits as load
-
-    return load("test")
+from zoo_cache import digits, zoo_net
 
 
 def is_member32(fam, x: np.ndarray) -> bool:  # noqa: ANN001

@@ -16,24 +16,9 @@ from nnaudit.verify.region_check import make_context
 from nnaudit.verify.region_exact import ExactConfig
 from nnaudit.verify.region_result import RegionVerdict
 from nnaudit.verify.region_spec import ImageRegion, Manipulation
+from zoo_cache import digits, zoo_net
 
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@functools.cache
-def zoo_net(name: str):  # noqa: ANN201
-    from nnaudit.networks import zoo
-    from nnaudit.networks.runtime import OnnxRuntimeModel
-
-    net = zoo.load(name)
-    return net, OnnxRuntimeModel(net.source)
-
-
-@functools.cache
-def digits():  # noqa: ANN201
-    from nnaudit.networks.datasets import digits as load
-
-    return load("test")
 
 
 def brute_force(net, x0: np.ndarray, pixels: list[int], manip: Manipulation) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
