@@ -130,7 +130,7 @@ def load_data(
     else:
         source = os.fspath(spec)
         x, y = _read_npz(Path(source))
-    return _validate(x, y, tuple(int(d) for d in input_shape), num_classes, source)
+    return validate_arrays(x, y, tuple(int(d) for d in input_shape), num_classes, source)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -173,10 +173,14 @@ def _member(archive: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
         raise DataError(f"{path}: array {name!r} is corrupt or unreadable ({exc})") from exc
 
 
-def _validate(
+def validate_arrays(
     x: np.ndarray, y: np.ndarray, input_shape: tuple[int, ...], num_classes: int | None, src: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Check and convert raw arrays; see :func:`load_data` for the rules."""
+    """Check and convert in-memory samples ``x`` and labels ``y`` like :func:`load_data` does.
+
+    ``src`` names where the arrays came from in error messages.  Returns x float32
+    ``(N, *input_shape)`` and y int64 ``(N,)``.
+    """
     if x.ndim == 0 or len(x) == 0:
         raise DataError(
             f"{src}: array 'x' is empty (shape {x.shape}); expected at least one sample"

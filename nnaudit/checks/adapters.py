@@ -53,13 +53,13 @@ def load_network(model: Any) -> Any:
 
 def load_samples(net: Any, data: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(x (N, *input_shape) float32, y (N,) int64)`` from a bundled name, an .npz or ``(x, y)``."""
-    from nnaudit.networks.datasets import _validate, load_data
+    from nnaudit.networks.datasets import load_data, validate_arrays
 
     if isinstance(data, (str, os.PathLike)):
         x, y = load_data(data, tuple(net.input_shape), num_classes=net.output_size)
     else:
         x, y = data
-        x, y = _validate(np.asarray(x), np.atleast_1d(np.asarray(y)), tuple(net.input_shape), net.output_size,
+        x, y = validate_arrays(np.asarray(x), np.atleast_1d(np.asarray(y)), tuple(net.input_shape), net.output_size,
                          "data given to nnaudit")
     return (x[:limit], y[:limit]) if limit is not None else (x, y)
 
