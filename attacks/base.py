@@ -4,7 +4,8 @@
 network, checks inputs/labels/targets against it and the threat model
 (clear :class:`~nnaudit.errors.DataError` before any work), converts it to a
 torch module on the chosen device (eval mode), splits the data into batches,
-skips samples that are already adversarial, forces the outputs into the
+skips samples that are already adversarial (or lets the attack keep them as
+they are, :meth:`Attack.leaves_adversarial_inputs`), forces the outputs into the
 threat model (:func:`~nnaudit.attacks.threat.enforce`), and confirms every
 success with onnxruntime on the ORIGINAL ONNX file.  A success the torch
 model sees but onnxruntime does not is a conversion mismatch, never counted.
@@ -70,6 +71,11 @@ class Attack:
     def check_config(self) -> None:
         """Validate ``self.config``; raise ConfigError naming the option."""
 
+    def leaves_adversarial_inputs(self) -> bool:
+        """True when :meth:`run` itself returns inputs the model already gets wrong
+        unchanged (so the base class need not spend a forward pass finding them)."""
+        return False
+
     def run(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             criterion: Criterion, threat: ThreatModel, gen: torch.Generator) -> torch.Tensor:
         """Adversarial candidates for ``x`` ``(b, *shape)``; ``model`` returns logits ``(b, K)``."""
@@ -130,6 +136,8 @@ class Attack:
 
         xb = torch.as_tensor(x, device=device)
         crit = Criterion(torch.as_tensor(y, device=device), None if t is None else torch.as_tensor(t, device=device))
+        if self.leaves_adversarial_inputs():
+            return self.run(model, xb, crit, threat, gen).detach().to(xb.dtype).cpu().numpy()
         with torch.no_grad():
             todo = torch.nonzero(~crit.is_adversarial(model(xb)))[:, 0]
         out = xb.clone()

@@ -8,7 +8,8 @@ stays in the valid range by construction, minimising
 ``||x' - x||_2^2 + c * max(margin(x'), -kappa)`` per sample.  After each of
 ``binary_search_steps`` rounds, ``c`` is lowered for samples that succeeded
 and raised (x10 until an upper bound is known) for the others; the smallest
-successful perturbation over all rounds is returned.  A minimal-norm attack:
+successful perturbation over all rounds is returned (every iterate counts,
+including the point each round's last Adam step moves to).  A minimal-norm attack:
 under a bounded threat model the result is projected into the ball and
 re-checked by the base class.
 """
@@ -66,13 +67,17 @@ class CW(Attack):
 
     def _round(self, model: Callable, x: torch.Tensor, crit: Criterion, threat: ThreatModel,
                const: torch.Tensor, best_adv: torch.Tensor, best_l2: torch.Tensor) -> torch.Tensor:
-        """One Adam run at fixed ``const``; updates the best in place; returns success per sample."""
+        """One Adam run at fixed ``const``; updates the best in place; returns success per sample.
+
+        Every iterate is checked, including the one the last Adam step produces
+        (one extra forward pass without gradient): an adversarial point found
+        at any step is kept if it is the smallest so far.
+        """
         cfg = self.config
         span = threat.high - threat.low
         w = torch.atanh(((x - threat.low) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).detach().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=cfg.lr)
+        opt = torch.optim.Adam([w], lr=cfg.lr, fused=w.device.type in ("cpu", "cuda"))
         succeeded = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        rows = (-1,) + (1,) * (x.dim() - 1)
         check_every, last = max(cfg.steps // 10, 1), float("inf")
         for step in range(cfg.steps):
             adv = threat.low + span * (torch.tanh(w) + 1) / 2
@@ -83,17 +88,28 @@ class CW(Attack):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            with torch.no_grad():
-                ok = crit.is_adversarial(logits) & (margin <= -cfg.kappa)
-                l2 = l2sq.sqrt()
-                better = ok & (l2 < best_l2)
-                best_adv.copy_(torch.where(better.reshape(rows), adv, best_adv))
-                best_l2.copy_(torch.where(better, l2, best_l2))
-                succeeded |= ok
+            succeeded |= self._keep(adv, logits, margin, l2sq, crit, best_adv, best_l2)
             # every steps/10 steps (from the first), stop once the loss has increased
             if cfg.abort_early and step % check_every == 0:
                 total = float(loss.detach())
                 if total > last:
                     break
                 last = total
+        with torch.no_grad():  # the point the last Adam step moved to
+            adv = threat.low + span * (torch.tanh(w) + 1) / 2
+            logits = model(adv)
+            l2sq = (adv - x).flatten(1).pow(2).sum(1)
+            succeeded |= self._keep(adv, logits, crit.margin(logits), l2sq, crit, best_adv, best_l2)
         return succeeded
+
+    def _keep(self, adv: torch.Tensor, logits: torch.Tensor, margin: torch.Tensor, l2sq: torch.Tensor,
+              crit: Criterion, best_adv: torch.Tensor, best_l2: torch.Tensor) -> torch.Tensor:
+        """Keep the successful rows of ``adv`` smaller than the best so far (in place); returns success ``(b,)``."""
+        with torch.no_grad():
+            ok = crit.is_adversarial(logits) & (margin <= -self.config.kappa)
+            l2 = l2sq.sqrt()
+            better = torch.nonzero(ok & (l2 < best_l2))[:, 0]
+            if len(better):
+                best_adv.index_copy_(0, better, adv.detach().index_select(0, better))
+                best_l2.index_copy_(0, better, l2.index_select(0, better))
+        return ok

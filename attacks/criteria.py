@@ -43,7 +43,13 @@ class Criterion:
         return self.targets is not None
 
     def subset(self, index: torch.Tensor) -> Criterion:
-        return Criterion(self.labels[index], None if self.targets is None else self.targets[index])
+        """The criterion of rows ``index`` (a bool mask or int64 row numbers)."""
+        import torch
+
+        if index.dtype == torch.bool:
+            index = index.nonzero()[:, 0]
+        return Criterion(self.labels.index_select(0, index),
+                         None if self.targets is None else self.targets.index_select(0, index))
 
     def goal(self) -> torch.Tensor:
         """The class each row's loss is written around: the target or the label."""

@@ -55,3 +55,32 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> torch.
         factor = (threat.eps / l2(delta).clamp_min(1e-12)).clamp(max=1.0)
         delta = delta * _rows(factor, delta)
     return clip_range(x + delta, threat)
+
+
+def box(x: torch.Tensor, threat: ThreatModel) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """L-inf: the box ``[max(x - eps, low), min(x + eps, high)]`` the ball meets the range in,
+    as the float32 numbers inside it (bounds computed in float64, then rounded inwards), so each
+    step's projection is one clamp and its result passes the final float64 check unchanged.
+    Other norms: None."""
+    if threat.norm is not Norm.LINF:
+        return None
+    wide = x.double()
+    lo, hi = (wide - threat.eps).clamp_(min=threat.low), (wide + threat.eps).clamp_(max=threat.high)
+    return _round_inwards(lo, x.dtype, up=True), _round_inwards(hi, x.dtype, up=False)
+
+
+def _round_inwards(v: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Tensor:
+    """``v`` in ``dtype``, moved one step ``up`` (or down) where rounding crossed ``v``."""
+    out = v.to(dtype)
+    crossed = out.double() < v if up else out.double() > v
+    toward = torch.tensor(float("inf") if up else float("-inf"), dtype=dtype, device=v.device)
+    return torch.where(crossed, torch.nextafter(out, toward), out)
+
+
+def step(adv: torch.Tensor, grad: torch.Tensor, alpha: float, x: torch.Tensor,
+         bounds: tuple[torch.Tensor, torch.Tensor] | None, threat: ThreatModel) -> torch.Tensor:
+    """One descent step ``Proj(adv - alpha * direction(grad))`` (no autograd; may reuse
+    ``adv`` and ``grad``'s storage).  ``bounds`` is :func:`box` of ``x`` for L-inf."""
+    if bounds is not None:
+        return adv.sub_(grad.sign_(), alpha=alpha).clamp_(min=bounds[0], max=bounds[1])
+    return project(adv.sub_(direction(grad, threat.norm), alpha=alpha), x, threat)

@@ -6,10 +6,14 @@ Resistant to Adversarial Attacks", ICLR 2018.
 From the clean input (first restart) or a random point of the eps-ball
 (later restarts), repeat ``steps`` times:
 ``x <- Proj_ball(x - alpha * d(grad loss))`` with ``d`` the sign (L-inf) or
-the normalised gradient (L2), then clip to the valid range.  A sample leaves
-the batch at its first adversarial iterate (early stop) and skips later
-restarts; an unbroken sample keeps its worst final iterate (lowest margin)
-over the restarts.
+the normalised gradient (L2), then clip to the valid range.  A sample is
+done at its first adversarial iterate (early stop: that iterate is returned,
+done samples leave the batch, and skip later restarts); an unbroken sample
+keeps its worst final iterate (lowest margin) over the restarts.
+
+One forward and one backward pass per iterate: the success check and the
+gradient come from the same logits, the step and projection run in place
+without autograd, and an L-inf projection is one clamp to a box computed once.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class PGDConfig:
     clean_first: bool = True  # the first restart starts at the clean input (stronger than noise on small nets)
     random_start: bool = True  # the other restarts start at a uniform random point of the ball
     early_stop: bool = True  # drop a sample from the batch once it is adversarial
+    budget: float | None = None  # cap on all restarts' gradients in units of steps x batch (>= 1; 1: a single start's); None: no cap
 
 
 def loss_fn(loss: Loss | str) -> Callable[[Criterion, torch.Tensor], torch.Tensor]:
@@ -76,50 +81,137 @@ class PGD(Attack):
         check_steps(self.name, self.config.steps, self.config.restarts)
         loss_fn(self.config.loss)
         Schedule(self.config.schedule)
+        if self.config.budget is not None and not self.config.budget >= 1:
+            raise ConfigError(f"pgd: expected budget >= 1 (gradients, in units of steps x batch) or None, got {self.config.budget}")
+
+    def leaves_adversarial_inputs(self) -> bool:
+        # the clean start's first check finds them, and early stop keeps them as they are
+        cfg = self.config
+        return (cfg.clean_first or not cfg.random_start) and cfg.early_stop
 
     def run(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, criterion: Criterion,
             threat: ThreatModel, gen: torch.Generator) -> torch.Tensor:
         cfg = self.config
-        best = x.clone()
-        best_margin = torch.full((len(x),), float("inf"), device=x.device)
+        best = _Best(x.clone(), torch.full((len(x),), float("inf"), device=x.device))
+        whole = _Rows(torch.arange(len(x), device=x.device), x, criterion, geometry.box(x, threat))
+        left = float("inf") if cfg.budget is None else cfg.budget * cfg.steps * len(x)  # gradients, one per row and step
         for r in range(cfg.restarts):
-            todo = torch.nonzero(best_margin >= 0)[:, 0]
-            if len(todo) == 0:
+            todo = torch.nonzero(best.margin >= 0)[:, 0]
+            if len(todo) == 0 or len(todo) * cfg.steps > left:  # a restart runs only if it can be paid in full
                 break
-            noise = cfg.random_start and not (r == 0 and cfg.clean_first)
-            self._restart(model, x, todo, criterion, threat, gen, best, best_margin, noise)
-        return best
+            left -= self._restart(model, whole if len(todo) == len(x) else whole.take(todo), threat, gen, best, r)
+        return best.adv
 
-    def _restart(self, model: Callable, x: torch.Tensor, idx: torch.Tensor, criterion: Criterion,
-                 threat: ThreatModel, gen: torch.Generator, best: torch.Tensor, best_margin: torch.Tensor,
-                 noise: bool) -> None:
-        """One restart on rows ``idx``; updates ``best``/``best_margin`` in place."""
+    def _restart(self, model: Callable, rows: _Rows, threat: ThreatModel, gen: torch.Generator, best: _Best,
+                 r: int) -> int:
+        """Restart number ``r`` on ``rows``; updates ``best`` in place; returns the
+        gradients it computed (rows summed over steps).
+
+        Each iterate costs one forward and one backward pass: the success check
+        and the gradient come from the same logits.  With early stop a row is
+        done at its first adversarial iterate and leaves the batch at once, so
+        later steps only pay for unbroken rows.  With a single restart and early
+        stop nothing is compared with a row's final iterate, so it is stored
+        without a last forward pass (the base class checks every returned point).
+        """
         cfg = self.config
-        loss = loss_fn(cfg.loss)
+        noise = cfg.random_start and not (r == 0 and cfg.clean_first)
         alpha = cfg.step_size if cfg.step_size is not None else 2.5 * threat.eps / cfg.steps
-        x0, crit = x[idx], criterion.subset(idx)
-        adv = geometry.random_start(x0, threat, gen) if noise else x0.clone()
-        live = torch.ones(len(idx), dtype=torch.bool, device=x.device)
-        for i in range(cfg.steps + 1):
-            adv = adv.detach().requires_grad_(True)
+        adv = geometry.random_start(rows.x, threat, gen) if noise else rows.x.clone()
+        if noise and rows.box is not None:
+            adv.clamp_(min=rows.box[0], max=rows.box[1])  # exactly inside, like every later iterate
+        spent = 0
+        for i in range(cfg.steps):
+            adv.requires_grad_(True)
             logits = model(adv)
-            margin = crit.margin(logits).detach()
-            hit = (margin < 0) & live
-            final = i == cfg.steps
-            if final or bool(hit.any()):  # keep adversarial iterates, and every final one if better
-                better = (margin < best_margin[idx]) & (hit | final)
-                best[idx[better]] = adv.detach()[better]
-                best_margin[idx[better]] = margin[better]
-                if cfg.early_stop:
-                    live &= ~hit
-            if final or not bool(live.any()):
-                return
-            (grad,) = torch.autograd.grad(loss(crit, logits).sum(), adv)
-            if int(live.sum()) < 0.75 * len(live):  # compact the batch once a quarter of it is done
-                idx, x0, crit, adv, grad = idx[live], x0[live], crit.subset(live), adv[live], grad[live]
-                live = live[live]
-            step = alpha * _decay(cfg.schedule, i, cfg.steps) * live.reshape((-1,) + (1,) * (x.dim() - 1))
-            adv = geometry.project(adv.detach() - step * geometry.direction(grad, threat.norm), x0, threat)
+            spent += len(adv)
+            with torch.no_grad():
+                hit = rows.crit.is_adversarial(logits)
+                done = self._record_hits(adv, logits, hit, rows, best) if bool(hit.any()) else None
+            if done is not None and len(done) == 0:
+                return spent
+            (grad,) = torch.autograd.grad(_objective(cfg.loss, rows.crit, logits), adv)
+            with torch.no_grad():
+                adv = adv.detach()
+                if done is not None:
+                    rows, adv, grad = rows.take(done), adv.index_select(0, done), grad.index_select(0, done)
+                adv = geometry.step(adv, grad, alpha * _decay(cfg.schedule, i, cfg.steps), rows.x, rows.box, threat)
+        if cfg.restarts == 1 and cfg.early_stop:  # every row left has nothing kept to compare with
+            best.store(adv, rows)
+            return spent
+        with torch.no_grad():  # the final iterate, where better than what the row has
+            best.keep_better(adv, model(adv), torch.ones(len(adv), dtype=torch.bool, device=adv.device), rows)
+        return spent
+
+    def _record_hits(self, adv: torch.Tensor, logits: torch.Tensor, hit: torch.Tensor, rows: _Rows,
+                     best: _Best) -> torch.Tensor | None:
+        """Keep the adversarial iterates ``hit``.  With early stop their rows are done:
+        returns the positions of the rows that go on; without, None (all go on)."""
+        if not self.config.early_stop:
+            best.keep_better(adv, logits, hit, rows)
+            return None
+        best.keep_first(adv, hit, rows)
+        return torch.nonzero(~hit)[:, 0]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The rows a restart works on: their numbers in the batch, clean inputs, criterion and L-inf box."""
+
+    idx: torch.Tensor  # (b,) int64 row numbers in the attacked batch
+    x: torch.Tensor  # (b, *shape) clean inputs
+    crit: Criterion
+    box: tuple[torch.Tensor, torch.Tensor] | None  # geometry.box of x (L-inf), else None
+
+    def take(self, keep: torch.Tensor) -> _Rows:
+        """The rows ``keep`` (int64 positions in this subset)."""
+        box = None if self.box is None else (self.box[0].index_select(0, keep), self.box[1].index_select(0, keep))
+        return _Rows(self.idx.index_select(0, keep), self.x.index_select(0, keep), self.crit.subset(keep), box)
+
+
+@dataclass(frozen=True)
+class _Best:
+    """Per sample of the batch: the iterate kept so far and its margin (inf: none yet)."""
+
+    adv: torch.Tensor  # (B, *shape)
+    margin: torch.Tensor  # (B,); -inf: a first success kept under early stop; +inf: none yet, or not computed
+
+    def keep_better(self, adv: torch.Tensor, logits: torch.Tensor, candidate: torch.Tensor, rows: _Rows) -> None:
+        """Store the ``candidate`` rows of ``adv`` whose margin beats the kept one (in place)."""
+        pick = torch.nonzero(candidate)[:, 0]
+        at = rows.idx.index_select(0, pick)
+        margin = rows.crit.subset(pick).margin(logits.detach().index_select(0, pick))
+        better = torch.nonzero(margin < self.margin.index_select(0, at))[:, 0]
+        if len(better):
+            self.adv.index_copy_(0, at.index_select(0, better), adv.detach().index_select(0, pick.index_select(0, better)))
+            self.margin.index_copy_(0, at.index_select(0, better), margin.index_select(0, better))
+
+    def store(self, adv: torch.Tensor, rows: _Rows) -> None:
+        """Store ``adv`` for all ``rows`` unconditionally (their margin is not computed: stays +inf)."""
+        self.adv.index_copy_(0, rows.idx, adv.detach())
+
+    def keep_first(self, adv: torch.Tensor, hit: torch.Tensor, rows: _Rows) -> None:
+        """Store the adversarial iterates ``hit`` of rows that are done with them (early stop).
+
+        Their margin is recorded as -inf: adversarial, and never compared again
+        (a done row's later iterates are never looked at and it is not
+        restarted), which saves computing it for every first success.
+        """
+        pick = torch.nonzero(hit)[:, 0]
+        at = rows.idx.index_select(0, pick)
+        self.adv.index_copy_(0, at, adv.detach().index_select(0, pick))
+        self.margin.index_fill_(0, at, float("-inf"))
+
+
+def _objective(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> torch.Tensor:
+    """The batch loss whose input gradient PGD descends: the sum of the per-sample losses
+    (cross-entropy in one fused call, the common case)."""
+    if Loss(loss) is Loss.CE:
+        import torch.nn.functional as F
+
+        total = F.cross_entropy(logits, crit.goal(), reduction="sum")
+        return total if crit.targeted else -total
+    return loss_fn(loss)(crit, logits).sum()
 
 
 def _decay(schedule: Schedule | str, i: int, steps: int) -> float:

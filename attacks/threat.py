@@ -69,11 +69,7 @@ class ThreatModel:
 def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
     """L0, L2 and L-infinity norms of ``x_adv - x`` per sample, float64 ``(B,)`` each."""
     delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
-    return {
-        "l0": (delta != 0).sum(axis=1).astype(np.float64),
-        "l2": np.sqrt((delta**2).sum(axis=1)),
-        "linf": np.abs(delta).max(axis=1, initial=0.0),
-    }
+    return {norm.value: _norm(delta, norm) for norm in (Norm.L0, Norm.L2, Norm.LINF)}
 
 
 def enforce(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray:
@@ -85,6 +81,9 @@ def enforce(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray
     last resort replaced by ``x`` itself (always inside).
     """
     x32 = np.asarray(x, np.float32)
+    fast = isinstance(x_adv, np.ndarray) and x_adv.dtype == np.float32 and x_adv.shape == x32.shape
+    if fast and inside(x32, x_adv, threat).all():
+        return x_adv  # already inside (checked in float64): every projection below would return it unchanged
     adv = np.nan_to_num(np.asarray(x_adv, np.float64), nan=0.0)
     adv = np.where(np.isfinite(adv), adv, x32)
     if threat.norm is Norm.LINF or not threat.bounded:
@@ -106,10 +105,19 @@ def enforce(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray
 def inside(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray:
     """Per sample: is ``x_adv`` within the ball around ``x`` and the range? ``(B,)`` bool."""
     flat = np.asarray(x_adv, np.float64).reshape(len(x_adv), -1)
-    ok = (flat >= threat.low).all(axis=1) & (flat <= threat.high).all(axis=1)
+    ok = (flat >= threat.low).all(axis=1) & (flat <= threat.high).all(axis=1)  # NaN compares False: outside
     if threat.bounded:
-        ok &= perturbation_norms(x, x_adv)[threat.norm.value] <= threat.eps
+        ok &= _norm(flat - np.asarray(x, np.float64).reshape(len(x), -1), threat.norm) <= threat.eps
     return ok
+
+
+def _norm(delta: np.ndarray, norm: Norm) -> np.ndarray:
+    """Per-row ``norm`` of a float64 ``(B, n)`` array, as :func:`perturbation_norms` computes it."""
+    if norm is Norm.LINF:
+        return np.abs(delta).max(axis=1, initial=0.0)
+    if norm is Norm.L2:
+        return np.sqrt((delta**2).sum(axis=1))
+    return (delta != 0).sum(axis=1).astype(np.float64)
 
 
 def _project64(x: np.ndarray, adv: np.ndarray, threat: ThreatModel, shrink: float) -> np.ndarray:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -89,9 +92,27 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(dict)
 
 
+#: ``time.monotonic()`` at the start of this process when run as the console
+#: script (set by :func:`main`), so that wall-clock limits such as
+#: ``verify --timeout`` include interpreter start-up and imports.
+PROCESS_START: float | None = None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    global PROCESS_START
+    PROCESS_START = time.monotonic() - _process_age()
     cli.main(args=argv, prog_name="nnaudit")
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 where unknown)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -220,9 +220,16 @@ def _concretize(a: torch.Tensor, x_lo: torch.Tensor, x_hi: torch.Tensor, upper: 
 
 def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam: torch.Tensor,
               alphas: dict[int, torch.Tensor] | None = None,
-              record: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+              record: bool = False,
+              betas: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
     """Lower bound of ``lam @ target`` (lam ``(D, r, n_target)``) using the
-    relaxations of nodes ``< upto``; returns (bound (D, r), input coefficient, recorded)."""
+    relaxations of nodes ``< upto``; returns (bound (D, r), input coefficient, recorded).
+
+    ``betas[k] = (beta, sign)``: Lagrange multipliers ``beta >= 0`` ``(D, r, pre_size)``
+    of the ReLU split constraints ``sign * z_k >= 0`` (``sign`` ``(D, pre_size)`` in
+    {-1, 0, +1}); the bound is then of ``lam @ target - sum beta * sign * z_k``,
+    which is <= ``lam @ target`` wherever the splits hold (beta-CROWN)."""
     mats, wins = _Mats.get(low)
     m, _, bias = mats[id(target)][:3]
     coeff: dict[int, torch.Tensor] = {s: lam @ m[s].T for s in m}
@@ -237,6 +244,9 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
         node = low.nodes[k]
         alpha = None if alphas is None else alphas.get(k)
         a_z, c = _relax_back(node, wins, k, a, bounds.pre_lo[k], bounds.pre_hi[k], alpha)
+        if betas is not None and k in betas:
+            beta, sign = betas[k]
+            a_z = a_z - beta * sign[:, None, :]
         const = const + c
         pm, _, pb = mats[id(node.pre)][:3]
         const = const + a_z @ pb
@@ -251,7 +261,8 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
 # -- public entry points ----------------------------------------------------
 def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, method: str = "crown",
                    splits: list[torch.Tensor | None] | None = None,
-                   parent: LayerBounds | None = None, intermediate: str = "auto") -> LayerBounds:
+                   parent: LayerBounds | None = None, intermediate: str = "auto",
+                   alpha_steps: int = 0) -> LayerBounds:
     """Bounds of every node for ``D`` boxes ``x_lo``/``x_hi`` ``(D, n_in)``.
 
     ``splits[k]`` ``(D, size_k)`` in {-1, 0, +1} fixes ReLU phases (+1: z >= 0,
@@ -261,6 +272,9 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     node, tighter) or ``"forward"`` (forward symbolic linear bounds, cheaper and
     looser), or ``"none"`` (interval bounds only, meant with ``parent`` bounds
     computed once for an enclosing box); all are intersected with interval bounds.
+    ``alpha_steps > 0``: the backward bounds of each node are also optimised
+    over the lower ReLU slopes (alpha-CROWN on intermediate bounds; costly,
+    meant for a few boxes such as the root of branch and bound).
     """
     if method not in ("interval", "crown"):
         raise ValueError(f"expected method 'interval' or 'crown', got {method!r}")
@@ -290,7 +304,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
             lo = torch.maximum(lo, _concretize(zl, x_lo, x_hi, False))
             hi = torch.minimum(hi, _concretize(zu, x_lo, x_hi, True))
         if backward and set(node.pre.mats) != {0}:
-            lo, hi = _refine(low, partial, k, node, lo, hi, splits)
+            lo, hi = _refine(low, partial, k, node, lo, hi, splits, alpha_steps)
         if parent is not None:
             lo, hi = torch.maximum(lo, parent.pre_lo[k]), torch.minimum(hi, parent.pre_hi[k])
         if splits is not None and splits[k] is not None:
@@ -312,7 +326,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
 
 
 def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Tensor, hi: torch.Tensor,
-            splits: list[torch.Tensor | None] | None) -> tuple[torch.Tensor, torch.Tensor]:
+            splits: list[torch.Tensor | None] | None, alpha_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Tighten node k's pre-activation bounds by backward substitution.
 
     For ReLU nodes only the neurons still unstable in some sub-domain of the
@@ -332,6 +346,10 @@ def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Te
     eye = torch.eye(n, dtype=_DT)[rows]
     lam = torch.cat([eye, -eye]).expand(lo.shape[0], -1, -1)
     val, _, _ = _backward(low, partial, k, node.pre, lam)
+    if alpha_steps > 0 and any(n.kind == "relu" for n in low.nodes[:k]):
+        with torch.enable_grad():
+            opt = _optimise_alpha(low, partial, lam, alpha_steps, 0.1, splits, upto=k, target=node.pre)
+        val = torch.maximum(val, opt.detach())
     r = len(rows)
     lo, hi = lo.clone(), hi.clone()
     lo[:, rows] = torch.maximum(lo[:, rows], val[:, :r])
@@ -341,9 +359,13 @@ def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Te
 
 def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tensor, *,
                method: str = "crown", alpha_steps: int = 0, alpha_lr: float = 0.1,
-               record: bool = False) -> SpecBound:
+               record: bool = False, splits: list[torch.Tensor | None] | None = None) -> SpecBound:
     """Lower bounds of ``C @ y + d`` per sub-domain: ``c`` ``(r, n_out)`` or
-    ``(D, r, n_out)``, ``d`` ``(r,)`` or ``(D, r)``; returns :class:`SpecBound`."""
+    ``(D, r, n_out)``, ``d`` ``(r,)`` or ``(D, r)``; returns :class:`SpecBound`.
+
+    With ``alpha_steps > 0`` and ReLU ``splits`` (as in :func:`compute_bounds`),
+    the split constraints enter the bound through optimised Lagrange
+    multipliers (beta-CROWN) together with the lower ReLU slopes (alpha)."""
     mats, _ = _Mats.get(low)
     n_dom = bounds.x_lo.shape[0]
     c = c.to(_DT).expand(n_dom, -1, -1) if c.ndim == 2 else c.to(_DT)
@@ -354,18 +376,33 @@ def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tens
         return SpecBound(ibp, torch.zeros(c.shape[:2] + (low.input_size,), dtype=_DT), [None] * len(low.nodes))
     val, a_in, rec = _backward(low, bounds, len(low.nodes), low.output, c, record=record)
     if alpha_steps > 0:
-        val = torch.maximum(val, _optimise_alpha(low, bounds, c, alpha_steps, alpha_lr))
+        val = torch.maximum(val, _optimise_alpha(low, bounds, c, alpha_steps, alpha_lr, splits))
     return SpecBound(torch.maximum(val + d, ibp), a_in, rec)
 
 
-def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
-    """alpha-CROWN: gradient ascent on the lower ReLU slopes; every iterate is sound."""
+def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: int, lr: float,
+                    splits: list[torch.Tensor | None] | None = None, upto: int | None = None,
+                    target: Affine | None = None) -> torch.Tensor:
+    """alpha(-beta)-CROWN: gradient ascent on the lower ReLU slopes (in [0, 1])
+    and, where ReLUs are split, on the multipliers of the split constraints
+    (>= 0); every iterate is a sound bound, the best one per row is kept.
+
+    Bounds ``c @ target`` through the nodes before ``upto`` (default: the
+    network output through all nodes)."""
+    upto = len(low.nodes) if upto is None else upto
+    target = low.output if target is None else target
     alphas = {k: (bounds.pre_hi[k] > -bounds.pre_lo[k]).to(_DT).clone().requires_grad_(True)
-              for k, n in enumerate(low.nodes) if n.kind == "relu"}
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+              for k, n in enumerate(low.nodes[:upto]) if n.kind == "relu"}
+    betas: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for k, s in enumerate((splits or [])[:upto]):
+        if s is not None and low.nodes[k].kind == "relu" and bool((s != 0).any()):
+            sign = s.to(_DT)
+            betas[k] = (torch.zeros(c.shape[:2] + sign.shape[1:], dtype=_DT, requires_grad=True), sign)
+    params = list(alphas.values()) + [b for b, _ in betas.values()]
+    opt = torch.optim.Adam(params, lr=lr)
     best = torch.full(c.shape[:2], -torch.inf, dtype=_DT)
     for _ in range(steps):
-        val, _, _ = _backward(low, bounds, len(low.nodes), low.output, c, alphas=alphas)
+        val, _, _ = _backward(low, bounds, upto, target, c, alphas=alphas, betas=betas or None)
         best = torch.maximum(best, val.detach())
         opt.zero_grad()
         (-val.sum()).backward()
@@ -373,8 +410,10 @@ def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: i
         with torch.no_grad():
             for a in alphas.values():
                 a.clamp_(0.0, 1.0)
+            for b, _ in betas.values():
+                b.clamp_(min=0.0)
     with torch.no_grad():
-        val, _, _ = _backward(low, bounds, len(low.nodes), low.output, c, alphas=alphas)
+        val, _, _ = _backward(low, bounds, upto, target, c, alphas=alphas, betas=betas or None)
     return torch.maximum(best, val)
 
 

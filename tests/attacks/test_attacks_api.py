@@ -98,6 +98,7 @@ def test_bad_inputs_are_rejected_before_any_work(digits_small, change, error, wo
     ({"eps": 0.1, "steps": 0}, "steps"),
     ({"eps": 0.1, "stepz": 3}, "unknown option"),
     ({"eps": 0.1, "device": "tpu"}, "device"),
+    ({"eps": 0.1, "budget": 0.5}, "budget >= 1"),
 ])
 def test_bad_settings_are_config_errors(digits_small, kwargs, words):
     net, x, y = digits_small

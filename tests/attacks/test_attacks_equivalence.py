@@ -1,0 +1,168 @@
+"""The fast paths give the textbook answers.
+
+PGD's early stop, batch compaction, one-clamp projection and skipped last
+forward pass must not change what it returns: it is compared with a plain
+PGD loop written from the paper.  CW must keep the smallest adversarial point
+of every iterate, including the one its last Adam step moves to.  The L-inf
+box and the threat-model fast path must stay exact in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nnaudit.attacks as A
+from nnaudit.attacks import geometry
+from nnaudit.attacks.base import torch_logits
+from nnaudit.attacks.threat import ThreatModel, enforce, inside
+
+
+def _textbook_pgd(net, x: np.ndarray, y: np.ndarray, eps: float, steps: int, alpha: float,
+                  early_stop: bool) -> np.ndarray:
+    """Madry et al.'s loop from the clean input, on the whole batch every step, keeping
+    per sample the first (early stop) or lowest-margin adversarial iterate, else the last;
+    inputs the network already gets wrong are returned as they are."""
+    model = torch_logits(net, torch.device("cpu"))
+    x0, labels = torch.as_tensor(x), torch.as_tensor(y)
+    adv, out = x0.clone(), x0.clone()
+    best = torch.full((len(x),), float("inf"))
+    done = torch.zeros(len(x), dtype=torch.bool)
+    for i in range(steps + 1):
+        adv.requires_grad_(True)
+        logits = model(adv)
+        with torch.no_grad():
+            others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+            margin = logits.gather(1, labels[:, None])[:, 0] - others
+            broken = logits.argmax(1) != labels
+            take = ~done & (margin < best) & (broken | (i == steps))
+            out[take], best[take] = adv[take], margin[take]
+            done |= broken & (early_stop or i == 0)  # inputs misclassified from the start are left as they are
+        if i == steps:
+            return out.numpy()
+        loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, adv)
+        with torch.no_grad():
+            delta = (adv + alpha * grad.sign() - x0).clamp(-eps, eps)
+            adv = (x0 + delta).clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+@pytest.mark.parametrize("eps, steps", [(0.05, 10), (0.1, 25)])
+def test_pgd_matches_the_textbook_loop(digits_small, early_stop, eps, steps):
+    net, x, y = digits_small
+    alpha = 2.5 * eps / steps
+    res = A.pgd(net, x, y, eps=eps, steps=steps, step_size=alpha, restarts=1, early_stop=early_stop, threads=1)
+    ref = _textbook_pgd(net, x, y, eps, steps, alpha, early_stop)
+    # the textbook projection rounds x0 + delta in float32; nnaudit clamps to the exact box: ulp-level differences
+    np.testing.assert_allclose(res.x_adv, ref, atol=1e-6)
+    assert res.model_success.sum() > 0 and not res.model_success.all()
+
+
+def test_pgd_batch_size_does_not_change_the_result(digits_small):
+    net, x, y = digits_small
+    a = A.pgd(net, x, y, eps=0.1, steps=10, seed=1, batch_size=5, threads=1)
+    b = A.pgd(net, x, y, eps=0.1, steps=10, seed=1, batch_size=64, threads=1)
+    np.testing.assert_array_equal(a.success, b.success)
+    # the second restart's random start depends on which rows a batch sends to it; the clean start does not
+    first = a.success & b.success
+    assert first.sum() > 0
+
+
+def test_pgd_returns_already_misclassified_inputs_unchanged(digits_small):
+    net, x, y = digits_small
+    wrong = (y + 1) % 10  # every sample "misclassified" from the start
+    res = A.pgd(net, x, wrong, eps=0.1, steps=5, threads=1)
+    predicted_wrong = res.logits_clean.argmax(1) != wrong
+    np.testing.assert_array_equal(res.x_adv[predicted_wrong], x[predicted_wrong])
+
+
+def test_cw_keeps_the_best_point_of_every_step(digits_small):
+    """Runs of 5, 6, ..., steps follow the same Adam trajectory, so a longer run must keep
+    every success of a shorter one, no larger (a point found at any step is never lost)."""
+    net, x, y = digits_small
+    runs = [A.cw(net, x, y, eps=np.inf, norm="l2", binary_search_steps=1, initial_const=1.0, lr=0.05,
+                 steps=s, abort_early=False, threads=1) for s in (5, 6, 12, 30)]
+    for short, long in zip(runs, runs[1:]):
+        assert (long.success >= short.success).all()
+        both = short.success
+        assert (long.norms["l2"][both] <= short.norms["l2"][both] + 1e-6).all()
+    assert runs[-1].success.sum() > runs[0].success.sum()
+
+
+def test_cw_checks_the_point_of_its_last_adam_step(linear2):
+    """With one step, the only new point is the one the single Adam update moves to."""
+    path, w, b = linear2
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.45, 0.55, (64, w.shape[1])).astype(np.float32)  # close to the boundary through the centre
+    y = (x @ w.T.astype(np.float64) + b).argmax(1)
+    res = A.cw(path, x, y, eps=np.inf, norm="l2", binary_search_steps=1, initial_const=10.0, lr=0.1, steps=1,
+               threads=1)
+    assert res.success.any()
+
+
+@pytest.mark.parametrize("eps, low, high", [(0.05, 0.0, 1.0), (0.1, -0.3, 0.7), (1e-3, 0.1, 0.9)])
+def test_linf_box_is_exact_in_float64(eps, low, high):
+    gen = np.random.default_rng(0)
+    x = gen.uniform(low, high, (50, 7)).astype(np.float32)
+    x[:5] = np.float32(low) if np.float32(low) >= low else np.nextafter(np.float32(low), np.float32(1))
+    threat = ThreatModel(eps=eps, low=low, high=high)
+    lo, hi = (t.numpy() for t in geometry.box(torch.as_tensor(x), threat))
+    x64 = x.astype(np.float64)
+    want_lo, want_hi = np.maximum(x64 - eps, low), np.minimum(x64 + eps, high)
+    assert (lo.astype(np.float64) >= want_lo).all() and (hi.astype(np.float64) <= want_hi).all()
+    # and the nearest such float32 numbers: one step outwards leaves the box
+    assert (np.nextafter(lo, np.float32(-np.inf)).astype(np.float64) < want_lo).all()
+    assert (np.nextafter(hi, np.float32(np.inf)).astype(np.float64) > want_hi).all()
+    assert inside(x, lo, threat).all() and inside(x, hi, threat).all()
+
+
+def test_enforce_returns_points_already_inside_unchanged():
+    gen = np.random.default_rng(1)
+    x = gen.uniform(0, 1, (20, 6)).astype(np.float32)
+    threat = ThreatModel(eps=0.1)
+    adv = np.clip(x + gen.uniform(-0.1, 0.1, x.shape), 0, 1).astype(np.float32)
+    adv = np.clip(adv, np.nextafter((x - 0.1).astype(np.float32), np.float32(1)), None)
+    ok = inside(x, adv, threat)
+    assert ok.all()
+    np.testing.assert_array_equal(enforce(x, adv, threat), adv)
+    outside = adv.copy()
+    outside[0, 0] = x[0, 0] + np.float32(0.2)
+    fixed = enforce(x, outside, threat)
+    assert inside(x, fixed, threat).all() and fixed[0, 0] != outside[0, 0]
+
+
+def _counted_pgd(net, x, y, **options):
+    """``A.pgd`` that also returns the gradients it computed (rows of inputs that required grad)."""
+    from nnaudit.attacks.base import torch_logits
+
+    inner, used = torch_logits(net, torch.device("cpu")), []
+
+    def counting(t):
+        if t.requires_grad:
+            used.append(len(t))
+        return inner(t)
+
+    key = "attack-logits:cpu"
+    net._torch_cache[key] = counting
+    try:
+        res = A.pgd(net, x, y, threads=1, **options)
+    finally:
+        net._torch_cache[key] = inner
+    return res, sum(used)
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.1, 0.3])
+def test_pgd_budget_caps_the_gradients_and_changes_nothing_it_can_pay_for(digits_small, eps):
+    net, x, y = digits_small
+    steps = 10
+    free, used_free = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=2)
+    capped, used = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=2, budget=1.0)
+    assert used <= steps * len(x)
+    if used_free <= steps * len(x):  # the second restart fits the budget: the very same attack
+        np.testing.assert_array_equal(capped.x_adv, free.x_adv)
+    else:  # it does not: only the first restart runs, exactly as with restarts=1
+        single, _ = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=1)
+        np.testing.assert_array_equal(capped.x_adv, single.x_adv)
+        assert capped.success.sum() <= free.success.sum()
