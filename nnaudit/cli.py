@@ -100,8 +100,9 @@ PROCESS_START: float | None = None
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    global PROCESS_START
-    PROCESS_START = time.monotonic() - _process_age()
+    import nnaudit.cli as this  # under ``python -m nnaudit.cli`` this file runs as __main__, a second module
+
+    this.PROCESS_START = time.monotonic() - _process_age()
     cli.main(args=argv, prog_name="nnaudit")
 
 

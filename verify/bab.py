@@ -22,7 +22,12 @@ Branching heuristics (documented choices):
   60 s with it, 12 s without);
 - ReLU splitting otherwise: split the unstable neuron maximising
   ``|lambda_j| * (-l_j u_j / (u_j - l_j))``, its coefficient in that same
-  bound times the height of its triangle relaxation (BaBSR-like);
+  bound times the height of its triangle relaxation (BaBSR-like).  The
+  intermediate bounds are those of the whole box, tightened once by
+  alpha-CROWN (``root_alpha_steps``) and per sub-domain by the splits; each
+  batch's final bound is alpha-beta-CROWN (``relu_alpha_steps``): Lagrange
+  multipliers of the split constraints ``s_j z_j >= 0`` enter the bound, so a
+  sub-domain whose splits leave no unsafe input can be closed;
 - a sub-domain goes to Z3 when it has at most ``z3_max_unstable`` unstable
   ReLUs or was split ``z3_max_depth`` times.
 
@@ -432,18 +437,28 @@ class _Search:
             global _WORKER_CONTEXT
             _WORKER_CONTEXT = (self.low, self.region)
             self.pool = mp.get_context("fork").Pool(self.cfg.workers)
+        # back-pressure: at most two leaves per worker in flight, so that a leaf's time limit
+        # (set above) is not spent waiting in the pool's queue and the queue stays small
+        while len(self.futures) >= 2 * self.cfg.workers:
+            if time.monotonic() > self.deadline:
+                self._finish("timeout", "deadline reached")
+                return True
+            if self._collect():
+                return True
+            time.sleep(0.005)
+        remaining = self.deadline - time.monotonic()
+        task.timeout_s = min(self.cfg.z3_leaf_timeout, max(remaining, 0.0))
         self.futures.append((task, self.pool.apply_async(_decide_in_worker, (task,))))
         return False
 
     def _collect(self) -> bool:
-        still = []
-        for task, fut in self.futures:
-            if fut.ready():
-                if self._handle(task, fut.get()):
-                    return True
-            else:
-                still.append((task, fut))
-        self.futures = still
+        """Handle the finished Z3 leaves; True when the search is over.  Handling a
+        leaf may submit another (a retry with slack), so the list is updated first."""
+        finished = [item for item in self.futures if item[1].ready()]
+        self.futures = [item for item in self.futures if not any(item is f for f in finished)]
+        for task, fut in finished:
+            if self._handle(task, fut.get()):
+                return True
         return False
 
     def _handle(self, task: _LeafTask, res: tuple[str, np.ndarray | None, float]) -> bool:
@@ -596,7 +611,7 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
         outcomes: list[BabOutcome] = []
         waiting = list(conns)
         while waiting:
-            ready = wait(waiting, timeout=max(0.0, deadline + 0.5 - time.monotonic()))
+            ready = wait(waiting, timeout=max(0.0, deadline + 0.25 - time.monotonic()))
             if not ready:
                 break
             for conn in ready:

@@ -31,6 +31,9 @@ import torch
 from nnaudit.verify.lower import Affine, Lowered, Node, lower
 
 _DT = torch.float64
+#: dtype of the alpha/beta gradient search; the bound itself is always evaluated in float64
+#: with the slopes and multipliers found, so this affects only speed and tightness, never soundness.
+OPT_DTYPE = torch.float32
 #: l > u + EMPTY_TOL * (1 + |l| + |u|) after applying ReLU splits marks a sub-domain empty.
 EMPTY_TOL = 1e-7
 
@@ -80,22 +83,23 @@ class SpecBound:
 class _Mats:
     """Torch copies of a lowered network's matrices (cached per object)."""
 
-    _cache: dict[int, tuple[Lowered, Any]] = {}
+    _cache: dict[tuple[int, torch.dtype], tuple[Lowered, Any]] = {}
 
     @classmethod
-    def get(cls, low: Lowered) -> Any:
-        hit = cls._cache.get(id(low))
+    def get(cls, low: Lowered, dtype: torch.dtype = _DT) -> Any:
+        key = (id(low), dtype)
+        hit = cls._cache.get(key)
         if hit is not None and hit[0] is low:
             return hit[1]
-        conv = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=_DT)  # noqa: E731
+        conv = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         forms = [n.pre for n in low.nodes] + [low.output]
         mats = {id(f): ({s: conv(m) for s, m in f.mats.items()},
                         {s: conv(np.abs(m)) for s, m in f.mats.items()}, conv(f.bias),
                         {s: conv(np.maximum(m, 0)) for s, m in f.mats.items()},
                         {s: conv(np.minimum(m, 0)) for s, m in f.mats.items()}) for f in forms}
         wins = {k: torch.as_tensor(n.windows) for k, n in enumerate(low.nodes) if n.windows is not None}
-        cls._cache[id(low)] = (low, (mats, wins))
-        return cls._cache[id(low)][1]
+        cls._cache[key] = (low, (mats, wins))
+        return cls._cache[key][1]
 
 
 def _as_boxes(low: Lowered, lower_: Any, upper_: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +158,7 @@ def _relax_back(node: Node, wins: Any, k: int, a: torch.Tensor, lo: torch.Tensor
     if node.kind in ("sigmoid", "tanh"):
         g = torch.sigmoid if node.kind == "sigmoid" else torch.tanh
         const = (ap * g(lo)[:, None, :]).sum(-1) + (an * g(hi)[:, None, :]).sum(-1)
-        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=_DT), const
+        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype), const
     win = wins[k]
     lw, uw = _windowed(lo, win), _windowed(hi, win)
     best = lw.argmax(dim=2)                                   # (D, n_out)
@@ -164,7 +168,7 @@ def _relax_back(node: Node, wins: Any, k: int, a: torch.Tensor, lo: torch.Tensor
     exact = lmax >= others
     umax = uw.max(dim=2).values
     to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
-    coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=_DT)
+    coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype)
     coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
     const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
     return coeff, const
@@ -176,7 +180,7 @@ def _relu_slopes(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | None 
     unstable = (lo < 0) & (hi > 0)
     su = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo).clamp(min=1e-300)))
     bu = torch.where(unstable, -lo * su, 0.0)
-    slope = (hi > -lo).to(_DT) if alpha is None else alpha
+    slope = (hi > -lo).to(lo.dtype) if alpha is None else alpha
     sl = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, slope))
     return sl, su, bu
 
@@ -230,7 +234,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
     of the ReLU split constraints ``sign * z_k >= 0`` (``sign`` ``(D, pre_size)`` in
     {-1, 0, +1}); the bound is then of ``lam @ target - sum beta * sign * z_k``,
     which is <= ``lam @ target`` wherever the splits hold (beta-CROWN)."""
-    mats, wins = _Mats.get(low)
+    mats, wins = _Mats.get(low, lam.dtype)
     m, _, bias = mats[id(target)][:3]
     coeff: dict[int, torch.Tensor] = {s: lam @ m[s].T for s in m}
     const = lam @ bias
@@ -252,7 +256,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
         const = const + a_z @ pb
         for s in pm:
             coeff[s] = coeff[s] + a_z @ pm[s].T if s in coeff else a_z @ pm[s].T
-    a_in = coeff.get(0, torch.zeros(lam.shape[:2] + (low.input_size,), dtype=_DT))
+    a_in = coeff.get(0, torch.zeros(lam.shape[:2] + (low.input_size,), dtype=lam.dtype))
     lo, hi = bounds.x_lo[:, None, :], bounds.x_hi[:, None, :]
     value = const + (a_in.clamp(min=0) * lo).sum(-1) + (a_in.clamp(max=0) * hi).sum(-1)
     return value, a_in, recorded
@@ -391,19 +395,20 @@ def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: i
     network output through all nodes)."""
     upto = len(low.nodes) if upto is None else upto
     target = low.output if target is None else target
-    alphas = {k: (bounds.pre_hi[k] > -bounds.pre_lo[k]).to(_DT).clone().requires_grad_(True)
+    dt = OPT_DTYPE
+    work = _cast(bounds, dt)  # the search runs in OPT_DTYPE; only float64 evaluations count as bounds
+    alphas = {k: (work.pre_hi[k] > -work.pre_lo[k]).to(dt).clone().requires_grad_(True)
               for k, n in enumerate(low.nodes[:upto]) if n.kind == "relu"}
     betas: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for k, s in enumerate((splits or [])[:upto]):
         if s is not None and low.nodes[k].kind == "relu" and bool((s != 0).any()):
-            sign = s.to(_DT)
-            betas[k] = (torch.zeros(c.shape[:2] + sign.shape[1:], dtype=_DT, requires_grad=True), sign)
+            sign = s.to(dt)
+            betas[k] = (torch.zeros(c.shape[:2] + sign.shape[1:], dtype=dt, requires_grad=True), sign)
     params = list(alphas.values()) + [b for b, _ in betas.values()]
     opt = torch.optim.Adam(params, lr=lr)
-    best = torch.full(c.shape[:2], -torch.inf, dtype=_DT)
+    c_work = c.to(dt)
     for _ in range(steps):
-        val, _, _ = _backward(low, bounds, upto, target, c, alphas=alphas, betas=betas or None)
-        best = torch.maximum(best, val.detach())
+        val, _, _ = _backward(low, work, upto, target, c_work, alphas=alphas, betas=betas or None)
         opt.zero_grad()
         (-val.sum()).backward()
         opt.step()
@@ -412,9 +417,20 @@ def _optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: i
                 a.clamp_(0.0, 1.0)
             for b, _ in betas.values():
                 b.clamp_(min=0.0)
-    with torch.no_grad():
-        val, _, _ = _backward(low, bounds, upto, target, c, alphas=alphas, betas=betas or None)
-    return torch.maximum(best, val)
+    with torch.no_grad():  # the bound: the final slopes and multipliers, evaluated in float64
+        final_a = {k: a.detach().to(_DT) for k, a in alphas.items()}
+        final_b = {k: (b.detach().to(_DT), s.to(_DT)) for k, (b, s) in betas.items()}
+        val, _, _ = _backward(low, bounds, upto, target, c.to(_DT), alphas=final_a, betas=final_b or None)
+    return val
+
+
+def _cast(bounds: LayerBounds, dtype: torch.dtype) -> LayerBounds:
+    """The same bounds in another dtype (no copy when it already is)."""
+    if bounds.x_lo.dtype == dtype:
+        return bounds
+    conv = lambda ts: [t.to(dtype) for t in ts]  # noqa: E731
+    return LayerBounds(bounds.x_lo.to(dtype), bounds.x_hi.to(dtype), conv(bounds.pre_lo), conv(bounds.pre_hi),
+                       conv(bounds.out_lo), conv(bounds.out_hi), bounds.feasible)
 
 
 def output_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, *,
