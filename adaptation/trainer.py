@@ -276,6 +276,8 @@ class _TrainState:
             "dann": self.dann.state_dict(), "opt": self.opt.state_dict(),
             "base": self.base.state_dict() if self.base is not None else None,
             "base_opt": self.base_opt.state_dict() if self.base_opt is not None else None,
+            # AMP loss scales (empty without AMP), so a resumed AMP run does not re-learn its scale
+            "scalers": [self.scaler.state_dict(), self.base_scaler.state_dict()],
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -305,6 +307,9 @@ class _TrainState:
             self.base.load_state_dict(blob["base"])
             assert self.base_opt is not None
             self.base_opt.load_state_dict(blob["base_opt"])
+        for scaler, state in zip((self.scaler, self.base_scaler), blob.get("scalers") or ()):
+            if self.amp and state:  # a scale learnt without AMP (or on the CPU) does not exist: keep the fresh one
+                scaler.load_state_dict(state)
         return list(blob["epochs"])
 
 

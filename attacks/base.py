@@ -231,7 +231,10 @@ def onnx_reference(net: Network) -> Any:
     """onnxruntime session on the network's original ONNX file."""
     if net.source is None:
         raise ModelLoadError("attacks confirm successes on the original ONNX file, but this network has no source file")
-    return _session(str(Path(net.source).resolve()), net.sha256)
+    session = net._torch_cache.get("onnx-reference")  # per network object: no path resolution per call
+    if session is None:
+        session = net._torch_cache["onnx-reference"] = _session(str(Path(net.source).resolve()), net.sha256)
+    return session
 
 
 @functools.lru_cache(maxsize=8)

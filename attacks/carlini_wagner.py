@@ -108,8 +108,13 @@ class CW(Attack):
         with torch.no_grad():
             ok = crit.is_adversarial(logits) & (margin <= -self.config.kappa)
             l2 = l2sq.sqrt()
-            better = torch.nonzero(ok & (l2 < best_l2))[:, 0]
-            if len(better):
-                best_adv.index_copy_(0, better, adv.detach().index_select(0, better))
-                best_l2.index_copy_(0, better, l2.index_select(0, better))
+            better = ok & (l2 < best_l2)
+            if adv.device.type != "cpu":  # masked copies: no wait for the GPU at every step
+                best_adv.copy_(torch.where(better.view(-1, *([1] * (adv.dim() - 1))), adv.detach(), best_adv))
+                best_l2.copy_(torch.where(better, l2, best_l2))
+                return ok
+            rows = torch.nonzero(better)[:, 0]
+            if len(rows):
+                best_adv.index_copy_(0, rows, adv.detach().index_select(0, rows))
+                best_l2.index_copy_(0, rows, l2.index_select(0, rows))
         return ok

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnaudit.attacks.api import canonical, make_attack
-from nnaudit.attacks.base import RunConfig, as_network, check_inputs, onnx_reference
+from nnaudit.attacks.base import RunConfig, as_network, check_inputs, onnx_reference, resolve_device
 from nnaudit.attacks.result import AttackResult
 from nnaudit.attacks.threat import Norm, ThreatModel
 from nnaudit.errors import ConfigError
@@ -103,6 +103,7 @@ def evaluate(network: Network | str | os.PathLike[str], x: np.ndarray, y: np.nda
     """
     net = as_network(network)
     norm = Norm.parse(norm)
+    device = str(resolve_device(device))  # the record names the device that ran, never "auto"
     names = tuple(dict.fromkeys(canonical(a) for a in attacks))
     eps_list = tuple(dict.fromkeys(float(e) for e in eps))
     if not names or not eps_list:

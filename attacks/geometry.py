@@ -80,7 +80,8 @@ def _round_inwards(v: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Te
 def step(adv: torch.Tensor, grad: torch.Tensor, alpha: float, x: torch.Tensor,
          bounds: tuple[torch.Tensor, torch.Tensor] | None, threat: ThreatModel) -> torch.Tensor:
     """One descent step ``Proj(adv - alpha * direction(grad))`` (no autograd; may reuse
-    ``adv`` and ``grad``'s storage).  ``bounds`` is :func:`box` of ``x`` for L-inf."""
+    ``adv`` and ``grad``'s storage; a negative ``alpha`` ascends).  ``bounds`` is
+    :func:`box` of ``x`` for L-inf."""
     if bounds is not None:
         return adv.sub_(grad.sign_(), alpha=alpha).clamp_(min=bounds[0], max=bounds[1])
     return project(adv.sub_(direction(grad, threat.norm), alpha=alpha), x, threat)

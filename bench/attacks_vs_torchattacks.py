@@ -182,14 +182,15 @@ def machine(args) -> str:
 def write(rows: list[dict], args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(RESULTS / "attacks_vs_torchattacks.csv", "w", newline="") as fh:
+    with open(RESULTS / f"{args.name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
     lines = [f"# nnaudit attacks vs torchattacks\n", f"Machine: {machine(args)}. Data: bundled digits test split, "
              f"first {args.samples} samples; seed {args.seed}; best of {args.repeats} timed runs after a warm-up, "
-             "the two tools interleaved; the machine is shared with other jobs, so throughput varies between runs. "
-             "Robust accuracy judged by onnxruntime on the ONNX file for both tools. PGD: L-inf, step size "
+             "the two tools interleaved; "
+             + ("the machine is shared with other jobs, so throughput varies between runs. " if args.device == "cpu" else "")
+             + "Robust accuracy judged by onnxruntime on the ONNX file for both tools. PGD: L-inf, step size "
              "2.5 eps / steps; torchattacks: one random start, steps x samples gradients; nnaudit `default`: its 2 "
              "restarts (the first from the clean input, the second from a random point for unbroken samples only) "
              "with per-sample early stop, `same budget`: the same capped at torchattacks' gradient count (a restart "
@@ -203,7 +204,7 @@ def write(rows: list[dict], args) -> None:
         part = [r for r in rows if (r["budget"] == "same") == same]
         lines += [f"\n## {title}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in part]
-    (RESULTS / "attacks_vs_torchattacks.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -215,7 +216,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--name", default=None,
+                        help="results file stem under bench/results (default attacks_vs_torchattacks, "
+                             "with _cuda appended on a GPU)")
     args = parser.parse_args()
+    if args.name is None:
+        args.name = "attacks_vs_torchattacks" + ("_cuda" if args.device.startswith("cuda") else "")
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.networks.split(","):
@@ -227,7 +233,7 @@ def main() -> None:
             rows.append(bench_one(name, kind, 0.0, 100, args))
             print(rows[-1], flush=True)
     write(rows, args)
-    print((RESULTS / "attacks_vs_torchattacks.md").read_text())
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def command(model: str, data: str, attacks: str, eps: str, norm: str, low: float
     (per attack and the per-sample worst case over all attacks), success rate,
     median perturbation of successful attacks and time per attack.  Every
     success is confirmed by onnxruntime on MODEL itself."""
+    from nnaudit.attacks.base import resolve_device
     from nnaudit.attacks.evaluation import evaluate
     from nnaudit.networks import load
     from nnaudit.networks.datasets import load_data
@@ -73,6 +74,7 @@ def command(model: str, data: str, attacks: str, eps: str, norm: str, low: float
     if batch_size < 1 or (limit is not None and limit < 1) or examples < 0:
         raise ConfigError(f"expected --batch-size >= 1, --limit >= 1 and --examples >= 0, got {batch_size}, {limit}, {examples}")
     eps_list = _floats(eps, "eps")
+    device = str(resolve_device(device))  # checked before any work; the JSON names the device that ran
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     options = _options(settings)
     net = load(model)

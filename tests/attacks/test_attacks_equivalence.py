@@ -48,16 +48,32 @@ def _textbook_pgd(net, x: np.ndarray, y: np.ndarray, eps: float, steps: int, alp
             adv = (x0 + delta).clamp(0.0, 1.0)
 
 
-@pytest.mark.parametrize("early_stop", [True, False])
+@pytest.mark.parametrize("early_stop, masked", [(True, False), (True, True), (False, None)])
 @pytest.mark.parametrize("eps, steps", [(0.05, 10), (0.1, 25)])
-def test_pgd_matches_the_textbook_loop(digits_small, early_stop, eps, steps):
+def test_pgd_matches_the_textbook_loop(digits_small, early_stop, masked, eps, steps):
     net, x, y = digits_small
     alpha = 2.5 * eps / steps
-    res = A.pgd(net, x, y, eps=eps, steps=steps, step_size=alpha, restarts=1, early_stop=early_stop, threads=1)
+    res = A.pgd(net, x, y, eps=eps, steps=steps, step_size=alpha, restarts=1, early_stop=early_stop, masked=masked,
+                threads=1)
     ref = _textbook_pgd(net, x, y, eps, steps, alpha, early_stop)
     # the textbook projection rounds x0 + delta in float32; nnaudit clamps to the exact box: ulp-level differences
     np.testing.assert_allclose(res.x_adv, ref, atol=1e-6)
     assert res.model_success.sum() > 0 and not res.model_success.all()
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.08), ("l2", 0.35)])
+@pytest.mark.parametrize("budget", [None, 1.0])
+def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget):
+    """The GPU form of PGD's early stop (done rows frozen in the batch, compacted every
+    few steps) returns what the CPU form (done rows dropped at once) returns, restarts,
+    random starts and the gradient budget included."""
+    net, x, y = digits_small
+    kw = dict(eps=eps, norm=norm, steps=20, restarts=3, budget=budget, seed=5, threads=1, batch_size=len(x))
+    masked = A.pgd(net, x, y, masked=True, **kw)
+    dropped = A.pgd(net, x, y, masked=False, **kw)
+    np.testing.assert_allclose(masked.x_adv, dropped.x_adv, atol=1e-6)
+    np.testing.assert_array_equal(masked.success, dropped.success)
+    assert 0 < masked.success.sum() < len(x)
 
 
 def test_pgd_batch_size_does_not_change_the_result(digits_small):
