@@ -29,7 +29,18 @@ Branching heuristics (documented choices):
   multipliers of the split constraints ``s_j z_j >= 0`` enter the bound, so a
   sub-domain whose splits leave no unsafe input can be closed;
 - a sub-domain goes to Z3 when it has at most ``z3_max_unstable`` unstable
-  ReLUs or was split ``z3_max_depth`` times.
+  ReLUs or was split ``z3_max_depth`` times.  With input splitting, such a
+  call is a probe (``z3_probe_timeout``) until ``z3_final_depth``: Z3 decides
+  thin slivers of tiny networks at once, but on ACAS Xu it spent seconds on
+  each depth-40 leaf with a single unstable ReLU (1_1 prop 5: 25 leaves ran
+  out the 60 s), where further splitting closes them by bounds in 4 s.  So a
+  probe that runs out sends its sub-domain back to be split, and raises the
+  depth at which the search calls Z3 by ``z3_depth_step``.
+
+Falsification goes on during the search: after ``refalsify_after`` seconds,
+rounds of random sampling and PGD with fresh seeds take up to
+``refalsify_share`` of the time (one seed's falsification is luck: ACAS 1_5
+prop 2's counterexample is found by 4 of 30 seeds of the larger round).
 
 Zero wrong answers: "holds" needs every sub-domain closed by a bound that
 exceeds a small positive tolerance or by a Z3 unsat; "violated" needs an
@@ -66,7 +77,10 @@ class BabConfig:
     input_split_dims: int = 32     # split inputs when the network has at most this many, else ReLUs
     z3_max_unstable: int = -1      # input splitting: a sub-domain with at most this many unstable ReLUs goes to Z3
     z3_max_unstable_relu: int = 0  # ReLU splitting: the same threshold
-    z3_max_depth: int = 40         # input splitting: any sub-domain split this many times also goes to Z3
+    z3_max_depth: int = 40         # input splitting: any sub-domain split this many times also goes to Z3 ...
+    z3_probe_timeout: float = 1.0  # ... for this long while shallower than z3_final_depth; when Z3 runs out of it,
+    z3_depth_step: int = 20        # the sub-domain is split on instead, and the search's Z3 depth rises by this
+    z3_final_depth: int = 120      # input splitting: from this depth on, Z3 gets z3_leaf_timeout
     z3_leaf_timeout: float = 60.0  # cap of one Z3 call (also capped by the deadline)
     workers: int = 1               # processes deciding Z3 leaves (1: in this process)
     alpha_steps: int = 0           # input splitting: > 0: alpha-CROWN iterations per batch
@@ -81,6 +95,9 @@ class BabConfig:
                                    # wider than the chosen one (0: off)
     portfolio: bool = True         # input splitting, workers >= 2: race the two split heuristics in parallel processes
     intermediate: str = "auto"     # input splitting: how pre-activation bounds are computed (see bounds.compute_bounds)
+    refalsify_share: float = 0.1   # share of the search's time spent on renewed falsification rounds (0: none)
+    refalsify_after: float = 2.0   # seconds of search before the first round (quick instances pay nothing)
+    seed: int = 0                  # seed of the renewed rounds (portfolio members get different ones)
 
 
 @dataclass
@@ -138,6 +155,10 @@ class _Search:
         self.pool: Any = None
         self.root: LayerBounds | None = None
         self.futures: list[Any] = []
+        self.started = time.monotonic()
+        self.z3_depth = config.z3_max_depth  # raised when a Z3 probe runs out of time
+        self.refalsify_spent = 0.0
+        self.refalsify_rounds = 0
 
     # -- main loop ----------------------------------------------------------
     def run(self) -> BabOutcome:
@@ -152,7 +173,7 @@ class _Search:
             while self.queue or self.futures:
                 if time.monotonic() > self.deadline:
                     return self._finish("timeout", "deadline reached")
-                if self._collect():
+                if self._collect() or self._refalsify():
                     return self.out
                 if not self.queue:
                     time.sleep(0.01)
@@ -165,6 +186,29 @@ class _Search:
         finally:
             if self.pool is not None:
                 self.pool.terminate()
+
+    def _refalsify(self) -> bool:
+        """A falsification round with a fresh seed when its share of the time allows; True when
+        it confirmed a counterexample (stored in the outcome)."""
+        cfg = self.cfg
+        elapsed = time.monotonic() - self.started
+        if cfg.refalsify_share <= 0 or elapsed < cfg.refalsify_after or self.refalsify_spent > cfg.refalsify_share * elapsed:
+            return False
+        if self.deadline - time.monotonic() < 2.0:  # a round's PGD does not look at the clock
+            return False
+        from nnaudit.verify.falsify import FalsifyConfig, falsify
+
+        t = time.monotonic()
+        self.refalsify_rounds += 1
+        seed = 1_000 * (cfg.seed + 1) + self.refalsify_rounds
+        round_cfg = FalsifyConfig(samples=20_000, pgd_starts=256, pgd_steps=200, seed=seed)
+        found = falsify(self.network, self.ort, self.box, self.region, round_cfg, self.deadline)
+        self.refalsify_spent += time.monotonic() - t
+        if found is None:
+            return False
+        self.out.counterexample = found
+        self._finish("violated", f"counterexample found by falsification round {self.refalsify_rounds} during the search")
+        return True
 
     def _finish(self, status: str, message: str) -> BabOutcome:
         self.out.status, self.out.message = status, message
@@ -238,16 +282,21 @@ class _Search:
             return True
         unstable = self._unstable(b, splits)
         limit = self.cfg.z3_max_unstable_relu if self.relu_mode else self.cfg.z3_max_unstable
-        to_z3 = unstable <= limit
+        small = unstable <= limit
+        to_z3 = small.copy()
         if not self.relu_mode:  # ReLU splitting ends by itself: every split fixes one more neuron
-            to_z3 |= chunk.depth >= self.cfg.z3_max_depth
+            to_z3 |= chunk.depth >= self.z3_depth
+        deferred = []
         for i in idx[to_z3[idx]]:
             if time.monotonic() > self.deadline:
                 self._finish("timeout", "deadline reached")
                 return True
-            if self._leaf(chunk, b, i):
+            if not small[i] and chunk.depth[i] < self.z3_depth:  # a probe ran out meanwhile: split instead
+                deferred.append(i)
+                continue
+            if self._leaf(chunk, b, i, probe=not small[i]):
                 return True
-        rest = idx[~to_z3[idx]]
+        rest = np.sort(np.concatenate([idx[~to_z3[idx]], np.asarray(deferred, np.int64)]))
         if len(rest):
             self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest], lbs[rest, worst_row[rest]]))
             if self.pending > self.cfg.max_domains:
@@ -421,17 +470,27 @@ class _Search:
         return node_k, neuron
 
     # -- Z3 leaves ----------------------------------------------------------------
-    def _leaf(self, chunk: _Chunk, b: LayerBounds, i: int) -> bool:
-        """Decide one sub-domain with Z3 (here or in a worker); True when the search is over."""
+    def _leaf(self, chunk: _Chunk, b: LayerBounds, i: int, probe: bool = False) -> bool:
+        """Decide one sub-domain with Z3 (here or in a worker); True when the search is over.
+        ``probe``: it goes to Z3 for its depth, not for being small (see :meth:`_probing`)."""
         pre = [(b.pre_lo[k][i].numpy().copy(), b.pre_hi[k][i].numpy().copy()) for k in range(len(self.low.nodes))]
         splits = None if chunk.splits is None else [s[i].copy() for s in chunk.splits]
         task = _LeafTask(chunk.lo[i].copy(), chunk.hi[i].copy(), pre, splits,
-                         np.flatnonzero(chunk.open[i]), 0.0, 0.0)
+                         np.flatnonzero(chunk.open[i]), 0.0, 0.0, int(chunk.depth[i]), probe)
         return self._submit(task)
 
+    def _probing(self, task: _LeafTask) -> bool:
+        """Whether a Z3 call on ``task`` is a probe: input splitting sent it for its depth (not for
+        few unstable ReLUs: those are Z3's to decide), and it is not yet at the final depth."""
+        return task.probe and not self.relu_mode and task.depth < self.cfg.z3_final_depth
+
+    def _time_limit(self, task: _LeafTask) -> float:
+        remaining = max(self.deadline - time.monotonic(), 0.0)
+        cap = self.cfg.z3_probe_timeout if self._probing(task) else self.cfg.z3_leaf_timeout
+        return min(cap, remaining)
+
     def _submit(self, task: _LeafTask) -> bool:
-        remaining = self.deadline - time.monotonic()
-        task.timeout_s = min(self.cfg.z3_leaf_timeout, max(remaining, 0.0))
+        task.timeout_s = self._time_limit(task)
         self.out.z3_calls += 1
         if self.cfg.workers <= 1:
             return self._handle(task, decide_leaf((self.low, self.region), task))
@@ -448,8 +507,7 @@ class _Search:
             if self._collect():
                 return True
             time.sleep(0.005)
-        remaining = self.deadline - time.monotonic()
-        task.timeout_s = min(self.cfg.z3_leaf_timeout, max(remaining, 0.0))
+        task.timeout_s = self._time_limit(task)
         self.futures.append((task, self.pool.apply_async(_decide_in_worker, (task,))))
         return False
 
@@ -479,10 +537,23 @@ class _Search:
                 return True
             if task.slack == 0.0:
                 # rounding defeated the model: ask for a violation by a clear margin
-                slack_task = _LeafTask(task.lo, task.hi, task.pre, task.splits, task.open, task.timeout_s, 1e-5)
+                slack_task = _LeafTask(task.lo, task.hi, task.pre, task.splits, task.open, task.timeout_s, 1e-5,
+                                       task.depth, task.probe)
                 return self._submit(slack_task)
+        elif self._probing(task) and self.deadline - time.monotonic() > 0.5:
+            self._split_on(task)
+            return False
         self.unknown_leaves += 1
         return False
+
+    def _split_on(self, task: _LeafTask) -> None:
+        """A Z3 probe ran out of time: the sub-domain goes back to be split, and the
+        search calls Z3 ``z3_depth_step`` splits deeper from now on."""
+        self.z3_depth = max(self.z3_depth, min(task.depth + self.cfg.z3_depth_step, self.cfg.z3_final_depth))
+        open_ = np.zeros((1, self.n_disj), bool)
+        open_[0, task.open] = True
+        splits = None if task.splits is None else [s[None].copy() for s in task.splits]
+        self._push(_Chunk(task.lo[None].copy(), task.hi[None].copy(), open_, np.array([task.depth], np.int64), splits))
 
     def _report(self) -> None:
         if self.progress is not None:
@@ -514,6 +585,8 @@ class _LeafTask:
     open: np.ndarray
     timeout_s: float
     slack: float
+    depth: int = 0
+    probe: bool = False
 
 
 _WORKER_CONTEXT: Any = None
@@ -598,14 +671,15 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
-    members = [replace(config, split_balance=0.0, workers=1),
-               replace(config, split_balance=config.split_balance or 64.0, workers=1)]
+    members = [replace(config, split_balance=0.0, workers=1, seed=config.seed),
+               replace(config, split_balance=config.split_balance or 64.0, workers=1, seed=config.seed + 1)]
     procs, conns = [], []
     try:
         for i, cfg in enumerate(members):
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_portfolio_member, daemon=True,
-                               args=(send, low, network, box, region, cfg, deadline, progress if i == 0 else None))
+                               args=(send, low, network, box, region, cfg, deadline, progress if i == 0 else None,
+                                     max(1, torch.get_num_threads() // len(members))))
             proc.start()
             send.close()
             procs.append(proc)
@@ -639,11 +713,14 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
 
 
 def _portfolio_member(conn: Any, low: Lowered, network: Any, box: Box, region: Region, config: BabConfig,
-                      deadline: float, progress: Any) -> None:
+                      deadline: float, progress: Any, threads: int = 1) -> None:
     """One portfolio search in a forked process; sends its :class:`BabOutcome`."""
     from nnaudit.networks.runtime import OnnxRuntimeModel
 
     try:
+        # one torch thread per member: two members of two threads each on two cores spin against each
+        # other (ACAS 1_1 prop 5: the member that finishes alone in 3.4 s took over 9 s beside the other)
+        torch.set_num_threads(threads)
         ort = OnnxRuntimeModel(network.source)  # its own session: a forked onnxruntime session may hang
         out = _Search(low, network, ort, box, region, config, deadline, progress).run()
     except Exception as exc:  # noqa: BLE001 - reported to the parent as an undecided outcome

@@ -113,7 +113,7 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         stats["z3_time_s"] += out.z3_time_s
         log.info("case %d/%d: %s after %d sub-domains", i + 1, len(spec.cases), out.status, out.subdomains)
         if out.status == "violated":
-            return result(Verdict.VIOLATED, out.counterexample)
+            return result(Verdict.VIOLATED, out.counterexample, out.message)
         if out.status != "holds":
             messages.append(f"case {i}: {out.message}")
             if out.status == "timeout":

@@ -28,6 +28,9 @@ MODES = {
     "portfolio": replace(BASE, bab=replace(BASE.bab, workers=2)),
     "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),
     "z3-only": replace(BASE, bab=replace(BASE.bab, z3_max_unstable=1000)),
+    # every Z3 probe runs out at once: sub-domains sent to Z3 for their depth are split on instead
+    "z3-probes-run-out": replace(BASE, bab=replace(BASE.bab, z3_max_depth=2, z3_probe_timeout=0.0, z3_depth_step=3,
+                                                    z3_final_depth=24)),
 }
 
 
@@ -88,3 +91,43 @@ def test_z3_leaves_in_worker_processes(tmp_path) -> None:
         assert want is Verdict.VIOLATED or res.z3_calls >= 1
         if want is Verdict.VIOLATED:
             assert counterexample_ok(path, prop, res.counterexample.x)
+
+
+def test_a_z3_probe_that_runs_out_splits_on(tmp_path) -> None:
+    """A sub-domain that Z3 does not decide within its probe time is split further and
+    closed by bounds (without probes, or at the final depth, it would stay unknown)."""
+    path = verify_nets.mlp(tmp_path, 5, (2, 8, 8, 2))
+    net = load(path)
+    lo, hi = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
+    g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 101), np.linspace(-0.5, 0.5, 101)), -1).reshape(-1, 2)
+    t = (net.evaluate(g) @ np.array([1.0, -1.0])).min() - 0.05
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+    base = replace(BASE.bab, z3_max_depth=1, z3_probe_timeout=0.0, z3_leaf_timeout=0.0)
+    probing = verify_property(net, prop, config=replace(BASE, bab=replace(base, z3_final_depth=60)))
+    assert probing.verdict is Verdict.HOLDS and probing.z3_calls >= 1
+    stuck = verify_property(net, prop, config=replace(BASE, bab=replace(base, z3_final_depth=1)))
+    assert stuck.verdict is Verdict.UNKNOWN and "undecided by Z3" in stuck.message
+
+
+def test_falsification_goes_on_during_the_search(tmp_path) -> None:
+    """With the first falsification off, a renewed round inside branch and bound finds
+    the counterexample (confirmed by onnxruntime), and says so."""
+    path = verify_nets.mlp(tmp_path, 8, (2, 8, 8, 2))
+    net = load(path)
+    lo, hi = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
+    g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 101), np.linspace(-0.5, 0.5, 101)), -1).reshape(-1, 2)
+    diff = net.evaluate(g) @ np.array([1.0, -1.0])
+    centre = float((net.evaluate(np.zeros((1, 2))) @ np.array([1.0, -1.0]))[0])
+    t = min(float(np.quantile(diff, 0.05)), centre - 1e-3)  # the first falsification's one sample and centre miss
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.verify.falsify import falsify
+
+    box, region = prop.cases[0]
+    assert falsify(net, OnnxRuntimeModel(path), box, region, NO_FALSIFY) is None
+    renewed = replace(BASE, bab=replace(BASE.bab, refalsify_after=0.0, refalsify_share=1.0))
+    res = verify_property(net, prop, config=renewed)
+    assert res.verdict is Verdict.VIOLATED and "falsification round 1" in res.message
+    assert counterexample_ok(path, prop, res.counterexample.x)
+    plain = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, refalsify_share=0.0)))
+    assert plain.verdict is Verdict.VIOLATED and "falsification" not in plain.message
