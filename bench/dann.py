@@ -36,6 +36,17 @@ MD_FILE = RESULTS / "dann.md"
 FIELDS = ["task", "seed", "method", "source_accuracy", "target_accuracy", "a_distance", "epochs",
           "time_per_epoch_s", "device"]
 GPU_COLUMN = "not measured (no GPU lent)"
+GPU_CSV = Path(__file__).resolve().parent / "results" / "dann_gpu.csv"
+
+
+def gpu_column(task: str) -> str:
+    """Mean cuda fp32 s/epoch of ``task`` from bench/dann_gpu_check.py's results, when present."""
+    if not GPU_CSV.exists():
+        return GPU_COLUMN
+    with GPU_CSV.open() as fh:
+        times = [float(r["time_per_epoch_s"]) for r in csv.DictReader(fh)
+                 if r["task"] == task and r["device"] == "cuda" and r["amp"] == "False"]
+    return f"{statistics.fmean(times):.3f} (cuda, `dann_gpu.md`)" if times else GPU_COLUMN
 
 
 def run_seed(task: str, seed: int) -> list[dict]:
@@ -111,7 +122,7 @@ def write_table(total_s: float | None) -> str:
         a_d = f"{_stat(col(task, 'source_only', 'a_distance'), False)} → {_stat(col(task, 'dann', 'a_distance'), False)}"
         lines.append(f"| {task} | {len(seeds)} | {_stat(col(task, 'source_only', 'target_accuracy'))} | "
                      f"{_stat(col(task, 'dann', 'target_accuracy'))} | {tot} | {a_d} | "
-                     f"{_stat(col(task, 'dann', 'time_per_epoch_s'), False)} | {GPU_COLUMN} |")
+                     f"{_stat(col(task, 'dann', 'time_per_epoch_s'), False)} | {gpu_column(task)} |")
     lines += [""]
     for task in ("moons", "digits-m"):
         so, da = col(task, "source_only", "target_accuracy"), col(task, "dann", "target_accuracy")
