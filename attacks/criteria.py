@@ -67,6 +67,11 @@ class Criterion:
         pred = logits.argmax(dim=1)
         return pred != self.labels if self.targets is None else pred == self.targets
 
+    def not_adversarial(self, logits: torch.Tensor) -> torch.Tensor:
+        """``~is_adversarial(logits)`` in one comparison (per-step bookkeeping on GPUs)."""
+        pred = logits.argmax(dim=1)
+        return pred == self.labels if self.targets is None else pred != self.targets
+
     def ce(self, logits: torch.Tensor) -> torch.Tensor:
         """Cross-entropy to minimise: ``-CE(label)`` untargeted, ``CE(target)`` targeted."""
         import torch.nn.functional as F

@@ -186,7 +186,7 @@ class PGD(Attack):
             logits = model(adv)
             with torch.no_grad():
                 spent += live.sum()
-                live &= _still_live(rows.crit, logits)
+                live &= rows.crit.not_adversarial(logits)
             objective, sign = _objective(cfg.loss, rows.crit, logits)
             (grad,) = torch.autograd.grad(objective, adv)
             with torch.no_grad():
@@ -290,11 +290,6 @@ def _objective(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple
         return total, (1.0 if crit.targeted else -1.0)
     return loss_fn(loss)(crit, logits).sum(), 1.0
 
-
-def _still_live(crit: Criterion, logits: torch.Tensor) -> torch.Tensor:
-    """Not adversarial, per row: :meth:`Criterion.is_adversarial` negated in one operation."""
-    pred = logits.argmax(dim=1)
-    return pred == crit.labels if crit.targets is None else pred != crit.targets
 
 
 def _decay(schedule: Schedule | str, i: int, steps: int) -> float:

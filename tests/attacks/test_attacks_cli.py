@@ -47,7 +47,8 @@ def test_bad_data_is_a_clear_error_before_work(tmp_path):
 def test_bad_options(tmp_path):
     model = str(zoo.path("moons-ffn"))
     for args, words in [(["--attacks", "nope"], "unknown attack"), (["--eps", "a,b"], "--eps"), (["--eps", "inf"], "finite"),
-                        (["--set", "pgd.steps"], "ATTACK.OPTION=VALUE"), (["--resume"], "--json")]:
+                        (["--set", "pgd.steps"], "ATTACK.OPTION=VALUE"), (["--resume"], "--json"),
+                        (["--device", "tpu"], "expected cpu, cuda, cuda:N or auto")]:
         res = CliRunner().invoke(cli, ["attack", model, "--data", "moons", "--low", "-3", "--high", "3", *args])
         assert res.exit_code == 2 and words in res.output, res.output
 
