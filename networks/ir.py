@@ -15,8 +15,22 @@ are the node shapes without the batch dimension, which is what users see.
 
 Layer classes are registered by ONNX op type with :func:`register`; one class
 per operation, each with its ``forward`` (NumPy float64) and ``to_torch``
-next to each other.  Later subsystems (bound propagation, Z3 encoding) add
-their per-op methods on the same classes.
+next to each other, and the rules the verifier needs on the same class:
+
+- affine ops (``affine = True``): :meth:`Layer.linear_form`, their exact
+  matrix form, from which the verifier composes every run of affine layers
+  (their interval and linear bounds and their Z3 encoding are this form);
+- non-linear ops (``relaxable = True``: Relu, Sigmoid, Tanh, MaxPool):
+  ``interval`` (interval propagation), ``linear_bounds`` (one step of
+  backward substitution through a linear relaxation, DeepPoly / CROWN),
+  ``forward_linear_bounds`` (the same relaxation pushed forwards) and, for
+  the piecewise linear ones, ``z3_encode`` (exact encoding in linear real
+  arithmetic).
+
+These rules work on *flat* tensors, one row per sub-domain (``(D, n)`` with
+``n`` the size of the layer's input node shape ``in_shape``), because the
+verifier reasons about flattened affine forms; element-wise ops ignore
+``in_shape``.  They return values and keep no state between calls.
 """
 
 from __future__ import annotations
@@ -63,8 +77,12 @@ class Layer:
     """
 
     kind: ClassVar[str] = "layer"
-    #: True when the layer is an affine map of its (single) input.
+    #: True when the layer is an affine map of its inputs (see :meth:`linear_form`).
     affine: ClassVar[bool] = False
+    #: True for the non-linear ops with bound rules (``interval``, ``linear_bounds``, ...).
+    relaxable: ClassVar[bool] = False
+    #: True when ``z3_encode`` is exact (piecewise linear ops).
+    piecewise_linear: ClassVar[bool] = False
 
     def __init__(self, name: str, inputs: Sequence[str], output: str) -> None:
         self.name = name
@@ -85,6 +103,70 @@ class Layer:
     def to_torch(self) -> torch.nn.Module:
         """An equivalent float32 ``torch.nn.Module`` on ``(B, *node_shape)``."""
         raise NotImplementedError
+
+    # -- verification rules (see the module docstring) ----------------------
+    def linear_form(self, in_shapes: Sequence[Shape], out_shape: Shape) -> tuple[list[np.ndarray], np.ndarray]:
+        """Exact affine form ``y = sum_i x_i @ mats[i] + bias`` on flattened tensors.
+
+        ``in_shapes``: node shapes of the inputs; returns ``mats[i]`` ``(n_i,
+        n_out)`` and ``bias`` ``(n_out,)``, float64.  The default probes
+        ``forward`` on the unit vectors of each input, which is exact for any
+        affine op (and costs one forward of ``n_i`` samples); only layers with
+        ``affine = True`` may be asked.
+        """
+        if not self.affine:
+            raise TypeError(f"{type(self).__name__} {self.name!r} is not affine; it has no linear form")
+        sizes = [int(np.prod(s)) for s in in_shapes]
+        n_out = int(np.prod(out_shape))
+
+        def run(batch: int, fill: dict[int, np.ndarray]) -> np.ndarray:
+            args = [fill.get(i, np.zeros((batch,) + tuple(s))) for i, s in enumerate(in_shapes)]
+            return np.asarray(self.forward(*args), dtype=np.float64).reshape(batch, n_out)
+
+        bias = run(1, {})[0]
+        mats = [run(n_i, {i: np.eye(n_i).reshape((n_i,) + tuple(in_shapes[i]))}) - bias
+                for i, n_i in enumerate(sizes)]
+        return mats, bias
+
+    def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bounds ``(D, n_out)`` of the output over the input boxes ``[lo, hi]`` ``(D, n)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no interval rule")
+
+    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One backward substitution step: a lower bound of ``a @ output``.
+
+        ``a`` ``(D, r, n_out)``: coefficients of ``r`` linear functions of the
+        output; ``lo``/``hi`` ``(D, n)``: bounds of the input.  Returns the
+        coefficients ``(D, r, n)`` on the input and constants ``(D, r)`` such
+        that ``a @ y >= a_in @ x + const`` for every ``x`` in the box.
+        ``alpha``: optional lower slopes (optimised by alpha-CROWN).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no linear bound rule")
+
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                              *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """Push linear bounds forwards: given linear lower/upper bounds of the
+        input in terms of the network input, ``zl``/``zu`` ``(D, n_x + 1, n)``
+        (last row: constant), and the input's interval ``lo``/``hi`` ``(D, n)``,
+        return linear bounds ``(D, n_x + 1, n_out)`` of the output."""
+        raise NotImplementedError(f"{type(self).__name__} has no forward linear bound rule")
+
+    def z3_encode(self, z: Sequence[Any], bounds: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
+                  *, in_shape: Shape, name: str) -> tuple[list[Any], list[Any]]:
+        """Exact encoding: ``(output expressions, constraints)`` given the input
+        expressions ``z`` (None where :meth:`z3_inputs_needed` said so), optional
+        input bounds ``(lo, hi)`` (1-D, already widened for rounding) to drop
+        impossible cases, and optional fixed phases (ReLU splits: +1, -1, 0).
+        ``name`` prefixes fresh variables."""
+        from nnaudit.errors import SolverError
+
+        raise SolverError(f"layer {self.name!r} ({self.kind}) is not piecewise linear and cannot be encoded exactly")
+
+    def z3_inputs_needed(self, bounds: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
+                         *, in_shape: Shape) -> np.ndarray | None:
+        """Mask of the input values ``z3_encode`` uses (None: all of them)."""
+        return None
 
     # -- description ------------------------------------------------------
     @property

@@ -11,13 +11,11 @@ optionally, fixed ReLU phases (``splits``) from branch and bound.
 Soundness: every returned lower bound is <= the true minimum over the box (up
 to float64 rounding, which callers absorb with a small tolerance).  Bounds of
 a sub-domain may be intersected with those of its parent box, which contains
-it.  Relaxations per node kind:
-
-- ReLU: triangle upper bound; lower slope 1 if ``u > -l`` else 0 (CROWN's
-  adaptive choice) or an optimised slope in [0, 1];
-- MaxPool: lower bound by the window input with the largest lower bound,
-  upper bound by that input when it provably dominates, else by a constant;
-- Sigmoid / Tanh: constant bounds (monotone), i.e. interval precision.
+it.  The rule of each operation lives on its IR layer class (``interval``,
+``linear_bounds``, ``forward_linear_bounds``; see
+:mod:`nnaudit.networks.ops.activations` and :mod:`nnaudit.networks.ops.pool`);
+this module drives them over the graph: it composes the affine edges,
+intersects, applies splits and optimises the ReLU slopes.
 """
 
 from __future__ import annotations
@@ -97,9 +95,8 @@ class _Mats:
                         {s: conv(np.abs(m)) for s, m in f.mats.items()}, conv(f.bias),
                         {s: conv(np.maximum(m, 0)) for s, m in f.mats.items()},
                         {s: conv(np.minimum(m, 0)) for s, m in f.mats.items()}) for f in forms}
-        wins = {k: torch.as_tensor(n.windows) for k, n in enumerate(low.nodes) if n.windows is not None}
-        cls._cache[key] = (low, (mats, wins))
-        return cls._cache[key][1]
+        cls._cache[key] = (low, mats)
+        return mats
 
 
 def _as_boxes(low: Lowered, lower_: Any, upper_: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,92 +123,9 @@ def _affine_interval(form: Affine, mats: Any, src_lo: list[torch.Tensor],
     return center - radius, center + radius
 
 
-def _node_out(node: Node, wins: Any, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Interval of a node's output from its pre-activation interval (monotone ops)."""
-    if node.kind == "relu":
-        return lo.clamp(min=0), hi.clamp(min=0)
-    if node.kind == "sigmoid":
-        return torch.sigmoid(lo), torch.sigmoid(hi)
-    if node.kind == "tanh":
-        return torch.tanh(lo), torch.tanh(hi)
-    lw, uw = _windowed(lo, wins[k]), _windowed(hi, wins[k])
-    return lw.max(dim=2).values, uw.max(dim=2).values
-
-
-def _windowed(v: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """``(D, n_z)`` -> ``(D, n_out, k)`` window values; padding is -inf."""
-    pad = torch.full((v.shape[0], 1), -torch.inf, dtype=v.dtype)
-    return torch.cat([v, pad], dim=1)[:, win]
-
-
-# -- backward substitution -------------------------------------------------
-def _relax_back(node: Node, wins: Any, k: int, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                alpha: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a lower-bound coefficient ``a`` (D, r, size) on node k's output to
-    its pre-activation; returns (coefficient on pre, constant (D, r))."""
-    if node.kind == "relu":
-        sl, su, bu = _relu_slopes(lo, hi, alpha)
-        an = a.clamp(max=0)
-        sl3 = sl if sl.ndim == 3 else sl[:, None, :]
-        return a * sl3 + an * (su[:, None, :] - sl3), (an @ bu[:, :, None])[..., 0]
-    ap, an = a.clamp(min=0), a.clamp(max=0)
-    if node.kind in ("sigmoid", "tanh"):
-        g = torch.sigmoid if node.kind == "sigmoid" else torch.tanh
-        const = (ap * g(lo)[:, None, :]).sum(-1) + (an * g(hi)[:, None, :]).sum(-1)
-        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype), const
-    win = wins[k]
-    lw, uw = _windowed(lo, win), _windowed(hi, win)
-    best = lw.argmax(dim=2)                                   # (D, n_out)
-    sel = win[best] if best.ndim == 1 else torch.gather(win.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
-    lmax = lw.max(dim=2).values
-    others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
-    exact = lmax >= others
-    umax = uw.max(dim=2).values
-    to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
-    coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype)
-    coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
-    const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
-    return coeff, const
-
-
-def _relu_slopes(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ReLU relaxation ``sl * z <= relu(z) <= su * z + bu`` for z in [lo, hi]."""
-    unstable = (lo < 0) & (hi > 0)
-    su = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo).clamp(min=1e-300)))
-    bu = torch.where(unstable, -lo * su, 0.0)
-    slope = (hi > -lo).to(lo.dtype) if alpha is None else alpha
-    sl = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, slope))
-    return sl, su, bu
-
-
-def _forward_step(node: Node, wins: Any, k: int, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor,
-                  hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linear bounds ``(D, n_in + 1, size)`` of node k's output from those of its
-    pre-activation (last row = constant term)."""
-    if node.kind == "relu":
-        sl, su, bu = _relu_slopes(lo, hi)
-        ol, ou = zl * sl[:, None, :], zu * su[:, None, :]
-        ou[:, -1] += bu
-        return ol, ou
-    if node.kind in ("sigmoid", "tanh"):
-        g = torch.sigmoid if node.kind == "sigmoid" else torch.tanh
-        ol, ou = torch.zeros_like(zl), torch.zeros_like(zu)
-        ol[:, -1], ou[:, -1] = g(lo), g(hi)
-        return ol, ou
-    win = wins[k]
-    lw, uw = _windowed(lo, win), _windowed(hi, win)
-    best = lw.argmax(dim=2)
-    sel = torch.gather(win.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
-    others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
-    exact = lw.max(dim=2).values >= others
-    rows = zl.shape[1]
-    idx = sel[:, None, :].expand(-1, rows, -1)
-    ol = torch.gather(zl, 2, idx)
-    const = torch.zeros_like(ol)
-    const[:, -1] = uw.max(dim=2).values
-    ou = torch.where(exact[:, None, :], torch.gather(zu, 2, idx), const)
-    return ol, ou
+def _node_out(node: Node, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interval of a node's output from its pre-activation interval (the layer's rule)."""
+    return node.layer.interval(lo, hi, in_shape=node.in_shape)
 
 
 def _concretize(a: torch.Tensor, x_lo: torch.Tensor, x_hi: torch.Tensor, upper: bool) -> torch.Tensor:
@@ -234,7 +148,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
     of the ReLU split constraints ``sign * z_k >= 0`` (``sign`` ``(D, pre_size)`` in
     {-1, 0, +1}); the bound is then of ``lam @ target - sum beta * sign * z_k``,
     which is <= ``lam @ target`` wherever the splits hold (beta-CROWN)."""
-    mats, wins = _Mats.get(low, lam.dtype)
+    mats = _Mats.get(low, lam.dtype)
     m, _, bias = mats[id(target)][:3]
     coeff: dict[int, torch.Tensor] = {s: lam @ m[s].T for s in m}
     const = lam @ bias
@@ -247,7 +161,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
             recorded[k] = a
         node = low.nodes[k]
         alpha = None if alphas is None else alphas.get(k)
-        a_z, c = _relax_back(node, wins, k, a, bounds.pre_lo[k], bounds.pre_hi[k], alpha)
+        a_z, c = node.layer.linear_bounds(a, bounds.pre_lo[k], bounds.pre_hi[k], in_shape=node.in_shape, alpha=alpha)
         if betas is not None and k in betas:
             beta, sign = betas[k]
             a_z = a_z - beta * sign[:, None, :]
@@ -282,7 +196,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     """
     if method not in ("interval", "crown"):
         raise ValueError(f"expected method 'interval' or 'crown', got {method!r}")
-    mats, wins = _Mats.get(low)
+    mats = _Mats.get(low)
     d = x_lo.shape[0]
     src_lo, src_hi = [x_lo], [x_hi]
     pre_lo: list[torch.Tensor] = []
@@ -319,9 +233,9 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
         hi = torch.maximum(hi, lo)
         pre_lo.append(lo)
         pre_hi.append(hi)
-        out_lo, out_hi = _node_out(node, wins, k, lo, hi)
+        out_lo, out_hi = _node_out(node, lo, hi)
         if forward:
-            ol, ou = _forward_step(node, wins, k, zl, zu, lo, hi)
+            ol, ou = node.layer.forward_linear_bounds(zl, zu, lo, hi, in_shape=node.in_shape)
             lin_l.append(ol)
             lin_u.append(ou)
         src_lo.append(out_lo)
@@ -370,7 +284,7 @@ def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tens
     With ``alpha_steps > 0`` and ReLU ``splits`` (as in :func:`compute_bounds`),
     the split constraints enter the bound through optimised Lagrange
     multipliers (beta-CROWN) together with the lower ReLU slopes (alpha)."""
-    mats, _ = _Mats.get(low)
+    mats = _Mats.get(low)
     n_dom = bounds.x_lo.shape[0]
     c = c.to(_DT).expand(n_dom, -1, -1) if c.ndim == 2 else c.to(_DT)
     d = d.to(_DT).expand(n_dom, -1) if d.ndim == 1 else d.to(_DT)

@@ -4,15 +4,11 @@ Step 4 of the pipeline: a sub-domain that bounds neither prove nor refute is
 decided exactly.  The encoding follows the lowered form
 (:mod:`nnaudit.verify.lower`): each node's pre-activation is a fresh real
 ``z == sum(w * source) + b`` with the float64 weights as exact rationals;
-then
-
-- ReLU: a neuron whose bounds prove it active is ``x = z``, inactive
-  ``x = 0`` (no case split); an unstable one gets ``x >= 0, x >= z,
-  (x <= 0 or x <= z)`` plus the triangle ``x <= u (z - l) / (u - l)`` and
-  ``l <= z <= u`` to help the solver;
-- MaxPool: ``y >= z_i`` for every window input and ``y <= z_i`` for one of
-  them, leaving out inputs the bounds prove can never be the maximum;
-- Sigmoid / Tanh: not piecewise linear, rejected with :class:`SolverError`.
+then the node's IR layer encodes itself (``z3_encode``: ReLU with a case
+split only for unstable neurons, MaxPool, see
+:mod:`nnaudit.networks.ops.activations` and :mod:`nnaudit.networks.ops.pool`);
+Sigmoid / Tanh are not piecewise linear and are rejected with
+:class:`SolverError`.
 
 Bounds are widened by a small tolerance before use, so float64 rounding in
 bound propagation can never cut off a real solution.
@@ -81,28 +77,13 @@ def encode_lowered(low: Lowered, x_vars: Sequence[Any], pre: list[tuple[np.ndarr
     for k, node in enumerate(low.nodes):
         lo_hi = None if pre is None else widen(*pre[k])
         phase = None if splits is None else splits[k]
-        needed = _needed(node, lo_hi, phase)
+        needed = node.layer.z3_inputs_needed(lo_hi, phase, in_shape=node.in_shape)
         z = _affine(node.pre, sources, coef_cache, cons, f"n{tag}_{k}_z", needed)
-        if node.kind == "relu":
-            sources.append(_relu(z, lo_hi, phase, cons, f"n{tag}_{k}_x"))
-        elif node.kind == "maxpool":
-            sources.append(_maxpool(z, node.windows, lo_hi, cons, f"n{tag}_{k}_x"))
-        else:
-            raise SolverError(f"layer {node.name!r} ({node.kind}) is not piecewise linear and cannot be encoded exactly")
+        out, node_cons = node.layer.z3_encode(z, lo_hi, phase, in_shape=node.in_shape, name=f"n{tag}_{k}_x")
+        sources.append(out)
+        cons += node_cons
     outs = _affine(low.output, sources, coef_cache, cons, f"n{tag}_y", None)
     return cons, outs
-
-
-def _needed(node: Any, lo_hi: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None) -> np.ndarray | None:
-    """Mask of pre-activations the encoding needs (inactive ReLUs are not)."""
-    if node.kind != "relu":
-        return None
-    need = np.ones(node.pre.size, dtype=bool)
-    if lo_hi is not None:
-        need &= lo_hi[1] >= 0
-    if phase is not None:
-        need |= phase != 0  # a fixed phase is a constraint on z
-    return need
 
 
 def _affine(form: Affine, sources: list[list[Any]], cache: dict[float, Any], cons: list[Any],
@@ -127,47 +108,4 @@ def _affine(form: Affine, sources: list[list[Any]], cache: dict[float, Any], con
         var = z3.Real(f"{name}{j}")
         cons.append(var == (z3.Sum(terms) if terms else z3.RealVal(0)))
         out.append(var)
-    return out
-
-
-def _relu(z: list[Any], lo_hi: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
-          cons: list[Any], name: str) -> list[Any]:
-    out: list[Any] = []
-    for j, zj in enumerate(z):
-        p = 0 if phase is None else int(phase[j])
-        l, u = (-np.inf, np.inf) if lo_hi is None else (float(lo_hi[0][j]), float(lo_hi[1][j]))
-        if zj is None or u < 0:
-            out.append(z3.RealVal(0))
-            if zj is not None and p < 0:
-                cons.append(zj <= 0)
-            continue
-        if p > 0 or l > 0:
-            if p > 0:
-                cons.append(zj >= 0)
-            out.append(zj)
-            continue
-        if p < 0:
-            cons.append(zj <= 0)
-            out.append(z3.RealVal(0))
-            continue
-        x = z3.Real(f"{name}{j}")
-        cons += [x >= 0, x >= zj, z3.Or(x <= 0, x <= zj)]
-        if np.isfinite(l) and np.isfinite(u):
-            cons += [zj >= real(l), zj <= real(u), x * real(u - l) <= real(u) * (zj - real(l))]
-        out.append(x)
-    return out
-
-
-def _maxpool(z: list[Any], windows: np.ndarray, lo_hi: tuple[np.ndarray, np.ndarray] | None,
-             cons: list[Any], name: str) -> list[Any]:
-    out: list[Any] = []
-    for j, win in enumerate(windows):
-        idx = [int(i) for i in win if i >= 0]
-        if lo_hi is not None:
-            best_lo = max(float(lo_hi[0][i]) for i in idx)
-            idx = [i for i in idx if float(lo_hi[1][i]) >= best_lo]
-        y = z3.Real(f"{name}{j}")
-        cons += [y >= z[i] for i in idx]
-        cons.append(z3.Or([y <= z[i] for i in idx]))
-        out.append(y)
     return out

@@ -10,11 +10,13 @@ an affine function of earlier sources::
 
 Every run of affine IR layers (Linear, Conv, reshapes, Transpose, Pad,
 AveragePool, ElementwiseAffine, Sum, Concat, Identity) between non-linear
-layers is composed exactly into the dense matrices ``M[s]``: each affine
-layer is probed on the identity basis of its input (its ``forward`` applied to
-unit vectors, float64), which is exact for affine maps.  Residual graphs keep
-one matrix per source, so the result is a DAG of non-linear nodes with dense
-affine edges.  The output is one more affine function of the sources.
+layers is composed exactly into the dense matrices ``M[s]`` from each
+layer's :meth:`~nnaudit.networks.ir.Layer.linear_form`.  Residual graphs
+keep one matrix per source, so the result is a DAG of non-linear nodes with
+dense affine edges.  The output is one more affine function of the sources.
+Each node keeps its IR layer, whose methods are the bound rules and the exact
+encoding (:mod:`nnaudit.verify.bounds`, :mod:`nnaudit.verify.encode` drive
+them over the whole graph, batched over sub-domains).
 
 Dense matrices are exact and simple; they cost memory ``n_in * n_out`` per
 edge, fine for the fully connected and small convolutional networks this
@@ -31,10 +33,7 @@ import numpy as np
 
 from nnaudit.errors import SolverError
 
-#: Layers that are linear although not flagged ``affine`` in the IR (AveragePool
-#: is a fixed weighted sum of its window).
-_LINEAR_KINDS = ("avgpool",)
-#: Non-linear layer kinds the verifier understands.
+#: Non-linear layer kinds the verifier understands (IR layers with ``relaxable = True``).
 NONLINEAR = ("relu", "maxpool", "sigmoid", "tanh")
 
 
@@ -59,33 +58,44 @@ class Affine:
 
 @dataclass(frozen=True)
 class Node:
-    """One non-linear node: ``kind`` applied to the pre-activation ``pre``.
+    """One non-linear IR layer applied to the pre-activation ``pre``.
 
-    For ``maxpool``, ``windows`` is ``(n_out, k)`` indices into ``pre`` (-1
-    marks padding, which never wins); otherwise the node is element-wise and
-    its output size equals ``pre.size``.
+    ``layer`` is the IR layer itself (Relu, Sigmoid, Tanh or MaxPool): its
+    bound rules (``interval``, ``linear_bounds``, ``forward_linear_bounds``,
+    ``z3_encode``) are what bound propagation and the Z3 encoding call, on
+    flat tensors over the layer's input node shape ``in_shape``.
     """
 
-    kind: str
-    name: str
+    layer: Any
     pre: Affine
-    windows: np.ndarray | None = None
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        return str(self.layer.kind)
+
+    @property
+    def name(self) -> str:
+        return str(self.layer.name)
 
     @property
     def size(self) -> int:
-        return int(self.windows.shape[0]) if self.windows is not None else self.pre.size
+        return int(np.prod(self.out_shape))
+
+    @property
+    def windows(self) -> np.ndarray | None:
+        """For MaxPool, ``(size, k)`` indices of each window's inputs in ``pre`` (-1: padding)."""
+        if self.kind != "maxpool":
+            return None
+        from nnaudit.networks.ops.pool import window_table
+
+        return window_table(self.layer.window, self.in_shape)
 
     def apply(self, z: np.ndarray) -> np.ndarray:
-        """The non-linearity on pre-activations ``(B, pre.size)``."""
-        if self.kind == "relu":
-            return np.maximum(z, 0.0)
-        if self.kind == "sigmoid":
-            return 0.5 * (1.0 + np.tanh(0.5 * z))
-        if self.kind == "tanh":
-            return np.tanh(z)
-        assert self.windows is not None
-        padded = np.concatenate([z, np.full((z.shape[0], 1), -np.inf)], axis=1)
-        return padded[:, self.windows].max(axis=2)
+        """The layer's own ``forward`` on flat pre-activations ``(B, pre.size)``."""
+        out = self.layer.forward(np.asarray(z, dtype=np.float64).reshape((len(z),) + self.in_shape))
+        return np.asarray(out, dtype=np.float64).reshape(len(z), -1)
 
 
 @dataclass(frozen=True)
@@ -137,14 +147,11 @@ def _lower(network: Any) -> Lowered:
     env: dict[str, Affine] = {network.input_name: Affine({0: np.eye(n_in)}, np.zeros(n_in))}
     nodes: list[Node] = []
     for layer in network.layers:
-        kind = getattr(layer, "kind", "")
-        if getattr(layer, "affine", False) or kind in _LINEAR_KINDS:
-            env[layer.output] = _compose(layer, [env[t] for t in layer.inputs],
-                                         [shapes[t] for t in layer.inputs], shapes[layer.output])
-        elif kind in ("relu", "sigmoid", "tanh", "maxpool"):
-            pre = env[layer.inputs[0]]
-            windows = _pool_windows(layer, shapes[layer.inputs[0]]) if kind == "maxpool" else None
-            nodes.append(Node(kind, layer.name, pre, windows))
+        in_shapes = [tuple(shapes[t]) for t in layer.inputs]
+        if layer.affine:
+            env[layer.output] = _compose(layer, [env[t] for t in layer.inputs], in_shapes, shapes[layer.output])
+        elif layer.relaxable:
+            nodes.append(Node(layer, env[layer.inputs[0]], in_shapes[0], tuple(shapes[layer.output])))
             size = nodes[-1].size
             env[layer.output] = Affine({len(nodes): np.eye(size)}, np.zeros(size))
         else:
@@ -156,33 +163,13 @@ def _lower(network: Any) -> Lowered:
 
 def _compose(layer: Any, ins: list[Affine], in_shapes: list[tuple[int, ...]],
              out_shape: tuple[int, ...]) -> Affine:
-    """Compose an affine layer with the affine forms of its inputs (exactly)."""
-    sizes = [int(np.prod(s)) for s in in_shapes]
-    n_out = int(np.prod(out_shape))
-
-    def run(batch: int, fill: dict[int, np.ndarray]) -> np.ndarray:
-        args = [fill.get(i, np.zeros((batch,) + tuple(s))) for i, s in enumerate(in_shapes)]
-        return np.asarray(layer.forward(*args), dtype=np.float64).reshape(batch, n_out)
-
-    offset = run(1, {})[0]
+    """Compose an affine layer's exact linear form with the affine forms of its inputs."""
+    lins, bias = layer.linear_form(in_shapes, out_shape)
     mats: dict[int, np.ndarray] = {}
-    bias = offset.copy()
-    for i, (form, n_i) in enumerate(zip(ins, sizes)):
-        probe = np.eye(n_i).reshape((n_i,) + tuple(in_shapes[i]))
-        lin = run(n_i, {i: probe}) - offset  # (n_i, n_out)
+    bias = bias.copy()
+    for form, lin in zip(ins, lins):
         bias = bias + form.bias @ lin
         for s, m in form.mats.items():
             prod = m @ lin
             mats[s] = mats[s] + prod if s in mats else prod
     return Affine(mats, bias)
-
-
-def _pool_windows(layer: Any, in_shape: tuple[int, ...]) -> np.ndarray:
-    """Indices ``(n_out, kh*kw)`` of each MaxPool window into its flat input."""
-    from nnaudit.networks.ops.spatial import as_images
-
-    idx = np.arange(int(np.prod(in_shape)), dtype=np.float64).reshape((1,) + tuple(in_shape))
-    imgs, _ = as_images(idx)
-    v = layer.window.windows(layer.window.pad_numpy(imgs, -1.0))
-    k = v.shape[-2] * v.shape[-1]
-    return v.reshape(-1, k).astype(np.int64)

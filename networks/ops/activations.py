@@ -1,28 +1,63 @@
-"""Element-wise activations: Relu, Sigmoid, Tanh."""
+"""Element-wise activations: Relu, Sigmoid, Tanh, with their bound rules.
+
+Each class carries, next to ``forward`` and ``to_torch``, the rules the
+verifier uses (see :mod:`nnaudit.networks.ir`): ``interval``,
+``linear_bounds`` (backward substitution through a linear relaxation),
+``forward_linear_bounds`` and, for Relu, ``z3_encode``.  They take flat
+tensors ``(D, n)``; being element-wise, any shape works.
+
+Relaxations: ReLU has the triangle upper bound and a lower slope in [0, 1]
+(1 where ``u > -l``, CROWN's adaptive choice, or an optimised alpha); Sigmoid
+and Tanh are monotone and bounded by constants (interval precision).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnaudit.networks.ir import Layer, register
+from nnaudit.networks.ir import Layer, Shape, register
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from nnaudit.networks.loader import NodeView
 
 
 class _Activation(Layer):
     """An element-wise non-linearity of one input."""
 
+    relaxable = True
+
     @classmethod
     def from_onnx(cls, node: NodeView) -> list[Layer]:
         return [cls(node.name, (node.inputs[0],), node.output)]
 
 
+def relu_relaxation(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ReLU relaxation ``sl * z <= relu(z) <= su * z + bu`` for z in [lo, hi].
+
+    Returns ``(sl, su, bu)`` shaped like ``lo``: exact (slope 0 or 1) on
+    stable neurons, the triangle's upper side and the lower slope ``alpha``
+    (default: 1 where ``hi > -lo``, else 0) on unstable ones.
+    """
+    import torch
+
+    unstable = (lo < 0) & (hi > 0)
+    su = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo).clamp(min=1e-300)))
+    bu = torch.where(unstable, -lo * su, 0.0)
+    slope = (hi > -lo).to(lo.dtype) if alpha is None else alpha
+    sl = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, slope))
+    return sl, su, bu
+
+
 @register("Relu")
 class Relu(_Activation):
     kind = "relu"
+    piecewise_linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0.0)
@@ -34,9 +69,97 @@ class Relu(_Activation):
 
         return OpModule("relu", lambda m, x: torch.relu(x))
 
+    def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        return lo.clamp(min=0), hi.clamp(min=0)
+
+    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive coefficients take the lower line ``sl * z``, negative ones the
+        upper line ``su * z + bu``.  ``alpha``: ``(D, n)`` lower slopes in [0, 1]."""
+        sl, su, bu = relu_relaxation(lo, hi, alpha)
+        an = a.clamp(max=0)
+        sl3 = sl[:, None, :]
+        return a * sl3 + an * (su[:, None, :] - sl3), (an @ bu[:, :, None])[..., 0]
+
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                              *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        sl, su, bu = relu_relaxation(lo, hi)
+        ol, ou = zl * sl[:, None, :], zu * su[:, None, :]
+        ou[:, -1] += bu
+        return ol, ou
+
+    def z3_inputs_needed(self, bounds: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
+                         *, in_shape: Shape) -> np.ndarray | None:
+        """An input the bounds prove negative is not needed, unless a phase constrains it."""
+        need = np.ones(int(np.prod(in_shape)), dtype=bool)
+        if bounds is not None:
+            need &= bounds[1] >= 0
+        if phase is not None:
+            need |= phase != 0
+        return need
+
+    def z3_encode(self, z: Sequence[Any], bounds: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
+                  *, in_shape: Shape, name: str) -> tuple[list[Any], list[Any]]:
+        """Stable neurons (by bounds or phase) are ``x = z`` or ``x = 0``; an
+        unstable one is ``x >= 0, x >= z, (x <= 0 or x <= z)`` plus, with finite
+        bounds, ``l <= z <= u`` and the triangle ``x <= u (z - l) / (u - l)``."""
+        import z3
+
+        from nnaudit.verify.smt import real
+
+        out: list[Any] = []
+        cons: list[Any] = []
+        for j, zj in enumerate(z):
+            p = 0 if phase is None else int(phase[j])
+            l, u = (-np.inf, np.inf) if bounds is None else (float(bounds[0][j]), float(bounds[1][j]))
+            if zj is None or u < 0 or p < 0:
+                if zj is not None and p < 0:
+                    cons.append(zj <= 0)
+                out.append(z3.RealVal(0))
+            elif p > 0 or l > 0:
+                if p > 0:
+                    cons.append(zj >= 0)
+                out.append(zj)
+            else:
+                x = z3.Real(f"{name}{j}")
+                cons += [x >= 0, x >= zj, z3.Or(x <= 0, x <= zj)]
+                if np.isfinite(l) and np.isfinite(u):
+                    cons += [zj >= real(l), zj <= real(u), x * real(u - l) <= real(u) * (zj - real(l))]
+                out.append(x)
+        return out, cons
+
+
+class _Monotone(_Activation):
+    """A bounded increasing activation, relaxed by constants (interval precision)."""
+
+    def _torch_fn(self) -> Any:
+        raise NotImplementedError
+
+    def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self._torch_fn()
+        return g(lo), g(hi)
+
+    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a @ y >= sum(a+ * g(lo) + a- * g(hi))``: no dependence on the input."""
+        import torch
+
+        g = self._torch_fn()
+        const = (a.clamp(min=0) * g(lo)[:, None, :]).sum(-1) + (a.clamp(max=0) * g(hi)[:, None, :]).sum(-1)
+        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype), const
+
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                              *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        g = self._torch_fn()
+        ol, ou = torch.zeros_like(zl), torch.zeros_like(zu)
+        ol[:, -1], ou[:, -1] = g(lo), g(hi)
+        return ol, ou
+
 
 @register("Sigmoid")
-class Sigmoid(_Activation):
+class Sigmoid(_Monotone):
     kind = "sigmoid"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -55,9 +178,14 @@ class Sigmoid(_Activation):
 
         return OpModule("sigmoid", lambda m, x: torch.sigmoid(x))
 
+    def _torch_fn(self) -> Any:
+        import torch
+
+        return torch.sigmoid
+
 
 @register("Tanh")
-class Tanh(_Activation):
+class Tanh(_Monotone):
     kind = "tanh"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -69,3 +197,8 @@ class Tanh(_Activation):
         from nnaudit.networks.torch_module import OpModule
 
         return OpModule("tanh", lambda m, x: torch.tanh(x))
+
+    def _torch_fn(self) -> Any:
+        import torch
+
+        return torch.tanh

@@ -1,16 +1,61 @@
-"""2-D pooling: ONNX MaxPool and AveragePool (ceil_mode=0)."""
+"""2-D pooling: ONNX MaxPool and AveragePool (ceil_mode=0).
+
+AveragePool is affine (a fixed weighted sum of its window), so the verifier
+uses its exact linear form.  MaxPool carries its bound rules on flat tensors
+``(D, n)`` over the input node shape ``in_shape`` (see
+:mod:`nnaudit.networks.ir`), through the table of each output's window
+positions in the flat input (:func:`window_table`):
+
+- interval: the max of the window's lower and of its upper bounds;
+- linear bounds: below by the window input with the largest lower bound;
+  above by that same input when its lower bound beats every other input's
+  upper bound (then it is the max), else by the constant max upper bound;
+- Z3: ``y >= z_i`` for every window input and ``y <= z_i`` for one of them,
+  leaving out inputs the bounds prove can never be the maximum.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnaudit.networks.ir import Layer, register
+from nnaudit.networks.ir import Layer, Shape, register
 from nnaudit.networks.ops.spatial import Window2d, as_images, parse_window
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from nnaudit.networks.loader import NodeView
+
+
+@functools.lru_cache(maxsize=64)
+def window_table(window: Window2d, in_shape: Shape) -> np.ndarray:
+    """Indices ``(n_out, kh*kw)`` of each pooling window's inputs in the flat
+    input of node shape ``in_shape``; -1 marks padding."""
+    idx = np.arange(int(np.prod(in_shape)), dtype=np.float64).reshape((1,) + tuple(in_shape))
+    imgs, _ = as_images(idx)
+    v = window.windows(window.pad_numpy(imgs, -1.0))
+    table = v.reshape(-1, v.shape[-2] * v.shape[-1]).astype(np.int64)
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _torch_table(window: Window2d, in_shape: Shape) -> Any:
+    import torch
+
+    return torch.as_tensor(window_table(window, in_shape).copy())
+
+
+def _windowed(v: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``(D, n)`` -> ``(D, n_out, k)`` window values; padding is -inf."""
+    import torch
+
+    pad = torch.full((v.shape[0], 1), -torch.inf, dtype=v.dtype)
+    return torch.cat([v, pad], dim=1)[:, table]
 
 
 class _Pool(Layer):
@@ -46,6 +91,8 @@ class MaxPool(_Pool):
     """Maximum over each window; padding never wins (it is -inf)."""
 
     kind = "maxpool"
+    relaxable = True
+    piecewise_linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         imgs, lead = as_images(x)
@@ -67,12 +114,70 @@ class MaxPool(_Pool):
 
         return OpModule("maxpool", run)
 
+    def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        table = _torch_table(self.window, tuple(in_shape))
+        return _windowed(lo, table).max(dim=2).values, _windowed(hi, table).max(dim=2).values
+
+    def _winner(self, lo: torch.Tensor, hi: torch.Tensor, in_shape: Shape
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per output ``(D, n_out)``: the flat index of the window input with the
+        largest lower bound, whether it provably is the max, and the max upper bound."""
+        import torch
+
+        table = _torch_table(self.window, tuple(in_shape))
+        lw, uw = _windowed(lo, table), _windowed(hi, table)
+        best = lw.argmax(dim=2)
+        sel = torch.gather(table.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
+        others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
+        return sel, lw.max(dim=2).values >= others, uw.max(dim=2).values
+
+    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        sel, exact, umax = self._winner(lo, hi, in_shape)
+        ap, an = a.clamp(min=0), a.clamp(max=0)
+        to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
+        coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype)
+        coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
+        const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
+        return coeff, const
+
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                              *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        sel, exact, umax = self._winner(lo, hi, in_shape)
+        idx = sel[:, None, :].expand(-1, zl.shape[1], -1)
+        ol = torch.gather(zl, 2, idx)
+        const = torch.zeros_like(ol)
+        const[:, -1] = umax
+        return ol, torch.where(exact[:, None, :], torch.gather(zu, 2, idx), const)
+
+    def z3_encode(self, z: Sequence[Any], bounds: tuple[np.ndarray, np.ndarray] | None, phase: np.ndarray | None,
+                  *, in_shape: Shape, name: str) -> tuple[list[Any], list[Any]]:
+        import z3
+
+        out: list[Any] = []
+        cons: list[Any] = []
+        for j, win in enumerate(window_table(self.window, tuple(in_shape))):
+            idx = [int(i) for i in win if i >= 0]
+            if bounds is not None:
+                best_lo = max(float(bounds[0][i]) for i in idx)
+                idx = [i for i in idx if float(bounds[1][i]) >= best_lo]
+            y = z3.Real(f"{name}{j}")
+            cons += [y >= z[i] for i in idx]
+            cons.append(z3.Or([y <= z[i] for i in idx]))
+            out.append(y)
+        return out, cons
+
 
 @register("AveragePool")
 class AveragePool(_Pool):
     """Mean over each window; with ``count_include_pad=0`` pads are not counted."""
 
     kind = "avgpool"
+    affine = True
 
     def __init__(self, name: str, inputs: tuple[str, ...], output: str, window: Window2d,
                  count_include_pad: bool = False) -> None:
