@@ -141,8 +141,10 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
               record: bool = False,
               betas: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
-    """Lower bound of ``lam @ target`` (lam ``(D, r, n_target)``) using the
-    relaxations of nodes ``< upto``; returns (bound (D, r), input coefficient, recorded).
+    """Lower bound of ``lam @ target`` using the relaxations of nodes ``< upto``;
+    returns (bound (D, r), input coefficient, recorded).  ``lam``: ``(D, r,
+    n_target)``, or ``(r, n_target)`` when the same for every sub-domain (as
+    for intermediate bounds: composed with ``target`` once, not D times).
 
     ``betas[k] = (beta, sign)``: Lagrange multipliers ``beta >= 0`` ``(D, r, pre_size)``
     of the ReLU split constraints ``sign * z_k >= 0`` (``sign`` ``(D, pre_size)`` in
@@ -150,8 +152,12 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
     which is <= ``lam @ target`` wherever the splits hold (beta-CROWN)."""
     mats = _Mats.get(low, lam.dtype)
     m, _, bias = mats[id(target)][:3]
+    d = bounds.x_lo.shape[0]
     coeff: dict[int, torch.Tensor] = {s: lam @ m[s].T for s in m}
     const = lam @ bias
+    if lam.ndim == 2:
+        coeff = {s: v.expand(d, -1, -1) for s, v in coeff.items()}
+        const = const.expand(d, -1)
     recorded: list[torch.Tensor | None] = [None] * len(low.nodes)
     for k in reversed(range(upto)):
         a = coeff.pop(k + 1, None)
@@ -170,7 +176,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
         const = const + a_z @ pb
         for s in pm:
             coeff[s] = coeff[s] + a_z @ pm[s].T if s in coeff else a_z @ pm[s].T
-    a_in = coeff.get(0, torch.zeros(lam.shape[:2] + (low.input_size,), dtype=lam.dtype))
+    a_in = coeff.get(0, torch.zeros((d, lam.shape[-2], low.input_size), dtype=lam.dtype))
     lo, hi = bounds.x_lo[:, None, :], bounds.x_hi[:, None, :]
     value = const + (a_in.clamp(min=0) * lo).sum(-1) + (a_in.clamp(max=0) * hi).sum(-1)
     return value, a_in, recorded
@@ -262,11 +268,12 @@ def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Te
     if len(rows) == 0:
         return lo, hi
     eye = torch.eye(n, dtype=_DT)[rows]
-    lam = torch.cat([eye, -eye]).expand(lo.shape[0], -1, -1)
+    lam = torch.cat([eye, -eye])
     val, _, _ = _backward(low, partial, k, node.pre, lam)
     if alpha_steps > 0 and any(n.kind == "relu" for n in low.nodes[:k]):
         with torch.enable_grad():
-            opt = _optimise_alpha(low, partial, lam, alpha_steps, 0.1, splits, upto=k, target=node.pre)
+            opt = _optimise_alpha(low, partial, lam.expand(lo.shape[0], -1, -1), alpha_steps, 0.1, splits,
+                                  upto=k, target=node.pre)
         val = torch.maximum(val, opt.detach())
     r = len(rows)
     lo, hi = lo.clone(), hi.clone()
