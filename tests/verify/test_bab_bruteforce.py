@@ -131,3 +131,42 @@ def test_falsification_goes_on_during_the_search(tmp_path) -> None:
     assert counterexample_ok(path, prop, res.counterexample.x)
     plain = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, refalsify_share=0.0)))
     assert plain.verdict is Verdict.VIOLATED and "falsification" not in plain.message
+
+
+def test_a_combination_of_rows_closes_what_no_single_row_does() -> None:
+    """Rows ``x + 0.5`` and ``0.5 - x`` on [-1, 1]: each is negative somewhere,
+    their average is 0.5 everywhere, so the conjunction of both <= 0 is empty."""
+    from nnaudit.verify.bab import combination_closes
+
+    a = np.array([[[1.0], [-1.0]]])
+    c = np.array([[0.5, 0.5]])
+    box = (np.array([[-1.0]]), np.array([[1.0]]))
+    assert combination_closes(a, c, *box, 1e-7).tolist() == [True]
+    assert combination_closes(a, c - 0.6, *box, 1e-7).tolist() == [False]   # both <= 0 at x = 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(2, 4))
+def test_combination_closes_only_boxes_where_some_row_is_positive_everywhere(seed: int, rows: int) -> None:
+    """Against a grid over 2-D boxes: a closed box has no point where every row is <= 0;
+    and the cheap pre-check never skips an LP that would have closed (compared with the LP alone)."""
+    from scipy.optimize import linprog
+
+    from nnaudit.verify.bab import _best_combination, combination_closes
+
+    rng = np.random.default_rng(seed)
+    p = 6
+    a = rng.normal(size=(p, rows, 2))
+    c = rng.normal(size=(p, rows)) * 0.5 + rng.uniform(-0.5, 0.8)  # about half the boxes close
+    lo = rng.uniform(-1, 0, (p, 2))
+    hi = lo + rng.uniform(0.1, 1.5, (p, 2))
+    closes = combination_closes(a, c, lo, hi, 1e-7)
+    t = np.linspace(0, 1, 41)
+    for k in range(p):
+        g = lo[k] + (hi[k] - lo[k]) * np.stack(np.meshgrid(t, t), -1).reshape(-1, 2)
+        if closes[k]:
+            assert ((g @ a[k].T + c[k]).max(1) > 0).all()
+        lam = _best_combination(linprog, a[k], c[k], lo[k], hi[k])
+        w = lam @ a[k]
+        lp_value = lam @ c[k] + np.maximum(w, 0) @ lo[k] + np.minimum(w, 0) @ hi[k]
+        assert closes[k] == (lp_value > 1e-7)
