@@ -35,7 +35,13 @@ Branching heuristics (documented choices):
   each depth-40 leaf with a single unstable ReLU (1_1 prop 5: 25 leaves ran
   out the 60 s), where further splitting closes them by bounds in 4 s.  So a
   probe that runs out sends its sub-domain back to be split, and raises the
-  depth at which the search calls Z3 by ``z3_depth_step``.
+  depth at which the search calls Z3 by ``z3_depth_step``.  ReLU splitting
+  probes too (``z3_max_depth_relu``), on sub-domains with at most
+  ``z3_probe_unstable_relu`` unstable ReLUs: its intermediate bounds do not
+  tighten with the splits, so on a 2-input 8-8 network the tree of ReLU
+  phases grew to 9000 sub-domains without an answer in 30 s, where Z3 on
+  the depth-10 sub-domains answers in 9 s; wide networks (MNIST) never have
+  that few unstable ReLUs, and their encodings take longer than a probe.
 
 Falsification goes on during the search: after ``refalsify_after`` seconds,
 rounds of random sampling and PGD with fresh seeds take up to
@@ -86,6 +92,8 @@ class BabConfig:
     z3_max_unstable: int = -1      # input splitting: a sub-domain with at most this many unstable ReLUs goes to Z3
     z3_max_unstable_relu: int = 0  # ReLU splitting: the same threshold
     z3_max_depth: int = 40         # input splitting: any sub-domain split this many times also goes to Z3 ...
+    z3_max_depth_relu: int = 10    # ReLU splitting: the same depth (probes too), for sub-domains with at most
+    z3_probe_unstable_relu: int = 16  # this many unstable ReLUs (a wide network's encoding outlives a probe's time)
     z3_probe_timeout: float = 1.0  # ... for this long while shallower than z3_final_depth; when Z3 runs out of it,
     z3_depth_step: int = 20        # the sub-domain is split on instead, and the search's Z3 depth rises by this
     z3_final_depth: int = 120      # input splitting: from this depth on, Z3 gets z3_leaf_timeout
@@ -164,7 +172,8 @@ class _Search:
         self.root: LayerBounds | None = None
         self.futures: list[Any] = []
         self.started = time.monotonic()
-        self.z3_depth = config.z3_max_depth  # raised when a Z3 probe runs out of time
+        # raised when a Z3 probe runs out of time
+        self.z3_depth = config.z3_max_depth_relu if self.relu_mode else config.z3_max_depth
         self.refalsify_spent = 0.0
         self.refalsify_rounds = 0
         self.refalsify_last = 0.0  # seconds the last round took
@@ -299,9 +308,10 @@ class _Search:
         unstable = self._unstable(b, splits)
         limit = self.cfg.z3_max_unstable_relu if self.relu_mode else self.cfg.z3_max_unstable
         small = unstable <= limit
-        to_z3 = small.copy()
-        if not self.relu_mode:  # ReLU splitting ends by itself: every split fixes one more neuron
-            to_z3 |= chunk.depth >= self.z3_depth
+        at_depth = chunk.depth >= self.z3_depth
+        if self.relu_mode:
+            at_depth &= unstable <= self.cfg.z3_probe_unstable_relu
+        to_z3 = small | at_depth
         deferred = []
         for i in idx[to_z3[idx]]:
             if time.monotonic() > self.deadline:
@@ -487,7 +497,7 @@ class _Search:
     def _probing(self, task: _LeafTask) -> bool:
         """Whether a Z3 call on ``task`` is a probe: input splitting sent it for its depth (not for
         few unstable ReLUs: those are Z3's to decide), and it is not yet at the final depth."""
-        return task.probe and not self.relu_mode and task.depth < self.cfg.z3_final_depth
+        return task.probe and task.depth < self.cfg.z3_final_depth
 
     def _time_limit(self, task: _LeafTask) -> float:
         remaining = max(self.deadline - time.monotonic(), 0.0)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nnaudit.networks import load
@@ -37,6 +37,7 @@ MODES = {
 @pytest.mark.parametrize("mode", list(MODES))
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), quantile=st.sampled_from([-0.05, 0.0, 0.002, 0.3, 1.05]))
+@example(seed=2810, quantile=-0.05)  # ReLU splitting timed out here before its Z3 probes at depth
 def test_verdicts_agree_with_grid(mode: str, seed: int, quantile: float, tmp_path) -> None:
     path = verify_nets.mlp(tmp_path, seed, (2, 8, 8, 2))
     net = load(path)
