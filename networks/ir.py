@@ -21,9 +21,10 @@ next to each other, and the rules the verifier needs on the same class:
   matrix form, from which the verifier composes every run of affine layers
   (their interval and linear bounds and their Z3 encoding are this form);
 - non-linear ops (``relaxable = True``: Relu, Sigmoid, Tanh, MaxPool):
-  ``interval`` (interval propagation), ``linear_bounds`` (one step of
-  backward substitution through a linear relaxation, DeepPoly / CROWN),
-  ``forward_linear_bounds`` (the same relaxation pushed forwards) and, for
+  ``interval`` (interval propagation), ``relax`` (the linear relaxation over
+  a box), ``linear_bounds`` (one step of backward substitution through it,
+  DeepPoly / CROWN), ``forward_linear_bounds`` (the same relaxation pushed
+  forwards) and, for
   the piecewise linear ones, ``z3_encode`` (exact encoding in linear real
   arithmetic).
 
@@ -132,23 +133,34 @@ class Layer:
         """Bounds ``(D, n_out)`` of the output over the input boxes ``[lo, hi]`` ``(D, n)``."""
         raise NotImplementedError(f"{type(self).__name__} has no interval rule")
 
-    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
-                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+              alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """The op's linear relaxation over the input boxes ``[lo, hi]`` ``(D, n)``.
+
+        A tuple of tensors whose first axis is the sub-domain (so a caller may
+        keep it, or take some of its rows, for several backward passes); only
+        the op's own ``linear_bounds`` / ``forward_linear_bounds`` read what is
+        inside.  ``alpha``: optional lower ReLU slopes ``(D, n)`` in [0, 1]
+        (optimised by alpha-CROWN); other ops ignore it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no linear relaxation")
+
+    def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
+                      in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """One backward substitution step: a lower bound of ``a @ output``.
 
         ``a`` ``(D, r, n_out)``: coefficients of ``r`` linear functions of the
-        output; ``lo``/``hi`` ``(D, n)``: bounds of the input.  Returns the
-        coefficients ``(D, r, n)`` on the input and constants ``(D, r)`` such
-        that ``a @ y >= a_in @ x + const`` for every ``x`` in the box.
-        ``alpha``: optional lower slopes (optimised by alpha-CROWN).
+        output; ``relax``: this op's :meth:`relax` on the input's bounds.
+        Returns the coefficients ``(D, r, n)`` on the input and constants
+        ``(D, r)`` such that ``a @ y >= a_in @ x + const`` for every ``x`` in the box.
         """
         raise NotImplementedError(f"{type(self).__name__} has no linear bound rule")
 
-    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, relax: tuple[torch.Tensor, ...],
                               *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """Push linear bounds forwards: given linear lower/upper bounds of the
         input in terms of the network input, ``zl``/``zu`` ``(D, n_x + 1, n)``
-        (last row: constant), and the input's interval ``lo``/``hi`` ``(D, n)``,
+        (last row: constant), and this op's :meth:`relax` (without ``alpha``),
         return linear bounds ``(D, n_x + 1, n_out)`` of the output."""
         raise NotImplementedError(f"{type(self).__name__} has no forward linear bound rule")
 

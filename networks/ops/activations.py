@@ -46,12 +46,14 @@ def relu_relaxation(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | No
     """
     import torch
 
-    unstable = (lo < 0) & (hi > 0)
-    su = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo).clamp(min=1e-300)))
-    bu = torch.where(unstable, -lo * su, 0.0)
-    slope = (hi > -lo).to(lo.dtype) if alpha is None else alpha
-    sl = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, slope))
-    return sl, su, bu
+    # with lo- = min(lo, 0) and hi+ = max(hi, 0) one formula covers all three cases: the upper
+    # line through (lo-, 0) and (hi+, hi+) is 0 when inactive, z when active, the triangle otherwise
+    lo_n, hi_p = lo.clamp(max=0), hi.clamp(min=0)
+    su = hi_p / (hi_p - lo_n).clamp(min=1e-300)
+    bu = (lo_n * su).neg_() if not torch.is_grad_enabled() else -(lo_n * su)
+    if alpha is None:  # 0 when inactive (lo + hi <= 0), 1 when active (but lo = hi = 0, where 0 is exact too)
+        return (lo + hi > 0).to(lo.dtype), su, bu
+    return torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, alpha)), su, bu
 
 
 @register("Relu")
@@ -72,13 +74,18 @@ class Relu(_Activation):
     def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         return lo.clamp(min=0), hi.clamp(min=0)
 
-    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
-                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+              alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``(sl, su, bu)`` of :func:`relu_relaxation`."""
+        return relu_relaxation(lo, hi, alpha)
+
+    def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
+                      in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive coefficients take the lower line ``sl * z``, negative ones the
-        upper line ``su * z + bu``.  ``alpha``: ``(D, n)`` lower slopes in [0, 1]."""
+        upper line ``su * z + bu``."""
         import torch
 
-        sl, su, bu = relu_relaxation(lo, hi, alpha)
+        sl, su, bu = relax
         an = a.clamp(max=0)
         const = (an @ bu[:, :, None])[..., 0]
         if torch.is_grad_enabled():
@@ -87,9 +94,9 @@ class Relu(_Activation):
         # largest of backward substitution, and each pass over them costs (ACAS Xu: 55% of the bound time)
         return an.mul_((su - sl)[:, None, :]).addcmul_(a, sl[:, None, :]), const
 
-    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, relax: tuple[torch.Tensor, ...],
                               *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
-        sl, su, bu = relu_relaxation(lo, hi)
+        sl, su, bu = relax
         ol, ou = zl * sl[:, None, :], zu * su[:, None, :]
         ou[:, -1] += bu
         return ol, ou
@@ -145,22 +152,26 @@ class _Monotone(_Activation):
         g = self._torch_fn()
         return g(lo), g(hi)
 
-    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
-                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+              alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``(g(lo), g(hi))``: the output's constant bounds."""
+        return self.interval(lo, hi, in_shape=in_shape)
+
+    def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
+                      in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """``a @ y >= sum(a+ * g(lo) + a- * g(hi))``: no dependence on the input."""
         import torch
 
-        g = self._torch_fn()
-        const = (a.clamp(min=0) * g(lo)[:, None, :]).sum(-1) + (a.clamp(max=0) * g(hi)[:, None, :]).sum(-1)
-        return torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype), const
+        g_lo, g_hi = relax
+        const = (a.clamp(min=0) * g_lo[:, None, :]).sum(-1) + (a.clamp(max=0) * g_hi[:, None, :]).sum(-1)
+        return torch.zeros(a.shape[:2] + g_lo.shape[1:], dtype=a.dtype), const
 
-    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, relax: tuple[torch.Tensor, ...],
                               *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        g = self._torch_fn()
         ol, ou = torch.zeros_like(zl), torch.zeros_like(zu)
-        ol[:, -1], ou[:, -1] = g(lo), g(hi)
+        ol[:, -1], ou[:, -1] = relax
         return ol, ou
 
 

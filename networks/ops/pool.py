@@ -118,8 +118,8 @@ class MaxPool(_Pool):
         table = _torch_table(self.window, tuple(in_shape))
         return _windowed(lo, table).max(dim=2).values, _windowed(hi, table).max(dim=2).values
 
-    def _winner(self, lo: torch.Tensor, hi: torch.Tensor, in_shape: Shape
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
+              alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Per output ``(D, n_out)``: the flat index of the window input with the
         largest lower bound, whether it provably is the max, and the max upper bound."""
         import torch
@@ -131,23 +131,23 @@ class MaxPool(_Pool):
         others = uw.scatter(2, best[..., None], -torch.inf).max(dim=2).values
         return sel, lw.max(dim=2).values >= others, uw.max(dim=2).values
 
-    def linear_bounds(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
-                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
+                      in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        sel, exact, umax = self._winner(lo, hi, in_shape)
+        sel, exact, umax = relax
         ap, an = a.clamp(min=0), a.clamp(max=0)
         to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
-        coeff = torch.zeros(a.shape[:2] + lo.shape[1:], dtype=a.dtype)
+        coeff = torch.zeros(a.shape[:2] + (int(np.prod(in_shape)),), dtype=a.dtype)
         coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
         const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
         return coeff, const
 
-    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+    def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, relax: tuple[torch.Tensor, ...],
                               *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        sel, exact, umax = self._winner(lo, hi, in_shape)
+        sel, exact, umax = relax
         idx = sel[:, None, :].expand(-1, zl.shape[1], -1)
         ol = torch.gather(zl, 2, idx)
         const = torch.zeros_like(ol)

@@ -1,5 +1,6 @@
 """The verifier's rules on the IR op classes, one op at a time: every
-``interval``, ``linear_bounds`` and ``forward_linear_bounds`` contains the op's
+``interval``, and ``linear_bounds`` and ``forward_linear_bounds`` through the
+op's ``relax``, contains the op's
 own ``forward`` at random points of random boxes (hypothesis), ``z3_encode``
 is exact at those points, and every affine op's ``linear_form`` reproduces its
 ``forward``."""
@@ -78,7 +79,8 @@ def test_linear_bounds_are_below_forward(name: str, with_alpha: bool, seed: int)
     n_out = _forward(op, shape, lo).shape[1]
     a = torch.as_tensor(rng.normal(size=(lo.shape[0], 4, n_out)))
     alpha = torch.as_tensor(rng.random((lo.shape[0], n))) if with_alpha else None
-    a_in, const = op.linear_bounds(a, torch.as_tensor(lo), torch.as_tensor(hi), in_shape=shape, alpha=alpha)
+    relax = op.relax(torch.as_tensor(lo), torch.as_tensor(hi), in_shape=shape, alpha=alpha)
+    a_in, const = op.linear_bounds(a, relax, in_shape=shape)
     y = _forward(op, shape, pts.reshape(-1, n)).reshape(pts.shape[0], pts.shape[1], -1)
     lhs = np.einsum("drk,dmk->dmr", a.numpy(), y)
     rhs = np.einsum("drk,dmk->dmr", a_in.numpy(), pts) + const.numpy()[:, None]
@@ -96,7 +98,8 @@ def test_forward_linear_bounds_enclose_forward(name: str, seed: int) -> None:
     d = lo.shape[0]
     ident = torch.cat([torch.eye(n, dtype=torch.float64), torch.zeros(1, n, dtype=torch.float64)])
     zl = ident.expand(d, -1, -1).clone()
-    ol, ou = op.forward_linear_bounds(zl, zl.clone(), torch.as_tensor(lo), torch.as_tensor(hi), in_shape=shape)
+    relax = op.relax(torch.as_tensor(lo), torch.as_tensor(hi), in_shape=shape)
+    ol, ou = op.forward_linear_bounds(zl, zl.clone(), relax, in_shape=shape)
     y = _forward(op, shape, pts.reshape(-1, n)).reshape(d, pts.shape[1], -1)
     lower = np.einsum("dmn,dnk->dmk", pts, ol[:, :-1].numpy()) + ol[:, -1].numpy()[:, None]
     upper = np.einsum("dmn,dnk->dmk", pts, ou[:, :-1].numpy()) + ou[:, -1].numpy()[:, None]

@@ -142,3 +142,35 @@ def test_alpha_on_intermediate_bounds_is_sound_and_tighter(tmp_path) -> None:
     assert width(tuned) <= width(plain) + 1e-9
     for k, pre in enumerate(pres):
         assert np.all(pre >= tuned.pre_lo[k].numpy() - 1e-9) and np.all(pre <= tuned.pre_hi[k].numpy() + 1e-9)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "residual"])
+@pytest.mark.parametrize("share", [0.0, 1.0])
+@_S
+@given(seed=st.integers(0, 10_000))
+def test_pairwise_and_batchwide_refinement_are_both_sound(kind: str, share: float, seed: int, tmp_path,
+                                                          monkeypatch) -> None:
+    """Intermediate bounds refined per (sub-domain, neuron) pair (share 1.0) or
+    per neuron of the whole batch (share 0.0) contain every sampled
+    pre-activation, and the spec bounds contain the sampled outputs."""
+    import torch
+
+    from nnaudit.verify import bounds as bounds_mod
+
+    monkeypatch.setattr(bounds_mod, "PAIRS_SHARE", share)
+    net = _net(kind, tmp_path, seed % 7)
+    low = lower(net)
+    rng = np.random.default_rng(seed)
+    d, n = 6, low.input_size
+    lo = rng.uniform(-1, 0.5, (d, n))
+    hi = lo + rng.uniform(0.05, 1.0, (d, n))
+    with torch.no_grad():
+        b = bounds_mod.compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), intermediate="backward")
+        c = torch.as_tensor(rng.normal(size=(2, low.output.size)))
+        spec = bounds_mod.spec_lower(low, b, c, torch.zeros(2, dtype=torch.float64)).lower.numpy()
+    pts = lo[:, None] + (hi - lo)[:, None] * rng.random((d, 300, n))
+    for k, pre in enumerate(low.pre_activations(pts.reshape(-1, n))):
+        pre = pre.reshape(d, 300, -1)
+        assert np.all(pre >= b.pre_lo[k].numpy()[:, None] - 1e-9) and np.all(pre <= b.pre_hi[k].numpy()[:, None] + 1e-9)
+    y = low.evaluate(pts.reshape(-1, n)).reshape(d, 300, -1)
+    assert np.all(y @ c.numpy().T >= spec[:, None] - 1e-9)
