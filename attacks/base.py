@@ -31,7 +31,7 @@ import numpy as np
 
 from nnaudit.attacks.criteria import Criterion, adversarial_numpy
 from nnaudit.attacks.result import AttackResult
-from nnaudit.attacks.threat import Norm, ThreatModel, enforce, perturbation_norms
+from nnaudit.attacks.threat import Norm, ThreatModel, enforce_with_norms
 from nnaudit.errors import ConfigError, DataError, ModelLoadError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,8 +113,8 @@ class Attack:
             chunks.append(self._run_batch(model, x[sl], y[sl], None if targets is None else targets[sl], inner, gen, device))
             if on_batch is not None:
                 on_batch(min(len(x), lo + run.batch_size))
-        x_adv = enforce(x, np.concatenate(chunks), threat)
-        result = self._finish(net, model, x, x_adv, y, targets, threat, run, device)
+        found = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        result = self._finish(net, model, x, found, y, targets, threat, run, device)
         return dataclasses.replace(result, time_s=time.perf_counter() - start)
 
     def inner_threat(self, threat: ThreatModel) -> ThreatModel:
@@ -146,9 +146,12 @@ class Attack:
             out[todo] = adv.detach().to(out.dtype)
         return out.cpu().numpy()
 
-    def _finish(self, net: Network, model: Callable, x: np.ndarray, x_adv: np.ndarray, y: np.ndarray,
+    def _finish(self, net: Network, model: Callable, x: np.ndarray, found: np.ndarray, y: np.ndarray,
                 targets: np.ndarray | None, threat: ThreatModel, run: RunConfig, device: torch.device) -> AttackResult:
+        """The result for the attack's outputs ``found``: forced into the threat model, judged by onnxruntime."""
         import torch
+
+        x_adv, norms = enforce_with_norms(x, found, threat)
 
         with torch.no_grad():
             logits = [model(torch.as_tensor(x_adv[i:i + 1024], device=device)).cpu().numpy() for i in range(0, len(x_adv), 1024)]
@@ -163,7 +166,7 @@ class Attack:
         return AttackResult(
             attack=self.name, threat=threat, x=x, x_adv=x_adv, labels=y, targets=targets,
             success=success, model_success=model_success, mismatch=mismatch,
-            norms=perturbation_norms(x, x_adv), logits_clean=clean, logits_adv=adv,
+            norms=norms, logits_clean=clean, logits_adv=adv,
             device=str(device), seed=run.seed, settings=dataclasses.asdict(self.config),
         )
 
@@ -223,7 +226,8 @@ def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor],
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        net._torch_cache[key] = lambda t: module(t).reshape(t.shape[0], -1)
+        flat = len(net.output_shape) == 1  # already (b, K): no reshape (one autograd node less per pass)
+        net._torch_cache[key] = module if flat else (lambda t: module(t).reshape(t.shape[0], -1))
     return net._torch_cache[key]
 
 
@@ -256,7 +260,16 @@ def check_inputs(net: Network, x: np.ndarray, y: np.ndarray, target: np.ndarray 
             raise DataError(f"{where}: inputs have sample shape {x.shape[1:]} but {net.source} expects {shape}")
         x = x.reshape((len(x),) + shape)
     x = x.astype(np.float32)
+    _check_values(x, threat, where)
+    y, targets = _labels_and_targets(net, len(x), y, target, where)
+    return x, y, targets
+
+
+def _check_values(x: np.ndarray, threat: ThreatModel, where: str) -> None:
+    """DataError naming the first sample of ``x`` with NaN/Inf or values outside the valid range."""
     flat = x.reshape(len(x), -1)
+    if flat.size == 0 or (float(flat.min()) >= threat.low and float(flat.max()) <= threat.high):
+        return  # the common case, in two passes (NaN and Inf fail it too)
     bad = ~np.isfinite(flat).all(axis=1)
     if bad.any():
         raise DataError(f"{where}: input sample {int(np.argmax(bad))} has NaN or Inf ({int(bad.sum())} such samples)")
@@ -266,15 +279,20 @@ def check_inputs(net: Network, x: np.ndarray, y: np.ndarray, target: np.ndarray 
         raise DataError(f"{where}: input sample {i} has values in [{flat[i].min():g}, {flat[i].max():g}], outside the valid "
                         f"range [{threat.low:g}, {threat.high:g}] ({int(out.sum())} such samples); set the valid range "
                         "(bounds= in Python, --low/--high on the command line)")
+
+
+def _labels_and_targets(net: Network, n: int, y: np.ndarray, target: np.ndarray | int | None,
+                        where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels and targets as int64 ``(n,)`` classes of the network (targets None when untargeted)."""
     k = net.output_size
-    y = _classes(y, len(x), k, "labels", where)
+    y = _classes(y, n, k, "labels", where)
     targets = None
     if target is not None:
-        targets = _classes(np.broadcast_to(np.asarray(target), (len(x),)), len(x), k, "targets", where)
+        targets = _classes(np.broadcast_to(np.asarray(target), (n,)), n, k, "targets", where)
         same = targets == y
         if same.any():
             raise DataError(f"{where}: target equals the label for sample {int(np.argmax(same))}; expected a different class")
-    return x, y, targets
+    return y, targets
 
 
 def _classes(v: Any, n: int, k: int, what: str, where: str) -> np.ndarray:

@@ -73,8 +73,7 @@ def _round_inwards(v: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Te
     """``v`` in ``dtype``, moved one step ``up`` (or down) where rounding crossed ``v``."""
     out = v.to(dtype)
     crossed = out.double() < v if up else out.double() > v
-    toward = torch.tensor(float("inf") if up else float("-inf"), dtype=dtype, device=v.device)
-    return torch.where(crossed, torch.nextafter(out, toward), out)
+    return torch.nextafter(out, torch.where(crossed, float("inf") if up else float("-inf"), out))
 
 
 def step(adv: torch.Tensor, grad: torch.Tensor, alpha: float, x: torch.Tensor,

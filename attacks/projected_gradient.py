@@ -15,10 +15,20 @@ One forward and one backward pass per iterate: the success check and the
 gradient come from the same logits, the step and projection run in place
 without autograd, and an L-inf projection is one clamp to a box computed once.
 
+Under a gradient budget (``budget``), a restart runs only if what is left
+pays for it in full; with ``overlap`` (the default) the last restart starts
+as soon as the budget pays for it and for all that the one before may still
+need, and runs side by side with it in one batch
+(:class:`~nnaudit.attacks.iterates.Flight`): fewer passes (on a small
+network a pass costs little more for 400 rows than for 100), never a weaker
+attack.  Cross-entropy, the default loss, seeds the backward pass at the
+logits with its closed-form gradient.
+
 On a GPU, asking which rows are done stalls the device once per step, so
 there done rows stay in the batch, frozen (their gradient is zeroed), and the
 batch is compacted only every :data:`SYNC_EVERY` steps when at most half of
 it is left: the same iterates per row, a few wasted gradients, no stalls.
+That form runs its restarts in turn.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import torch
 from nnaudit.attacks import geometry
 from nnaudit.attacks.base import Attack
 from nnaudit.attacks.criteria import Criterion
+from nnaudit.attacks.iterates import Best, Flight, Rows
 from nnaudit.attacks.threat import Norm, ThreatModel
 from nnaudit.errors import ConfigError
 
@@ -66,6 +77,7 @@ class PGDConfig:
     random_start: bool = True  # the other restarts start at a uniform random point of the ball
     early_stop: bool = True  # drop a sample from the batch once it is adversarial
     budget: float | None = None  # cap on all restarts' gradients in units of steps x batch (>= 1; 1: a single start's); None: no cap
+    overlap: bool = True  # under a budget: the last restart starts beside the one before once the budget pays for both (CPU form)
     masked: bool | None = None  # early stop by freezing done rows in the batch (no stall per step); None: on GPUs only
 
 
@@ -102,73 +114,173 @@ class PGD(Attack):
     def run(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, criterion: Criterion,
             threat: ThreatModel, gen: torch.Generator) -> torch.Tensor:
         cfg = self.config
-        best = _Best(x.clone(), torch.full((len(x),), float("inf"), device=x.device))
-        whole = _Rows(torch.arange(len(x), device=x.device), x, criterion, geometry.box(x, threat))
+        best = Best(x.clone(), torch.full((len(x),), float("inf"), device=x.device))
+        whole = Rows.of(x, criterion, geometry.box(x, threat))
         left = float("inf") if cfg.budget is None else cfg.budget * cfg.steps * len(x)  # gradients, one per row and step
-        for r in range(cfg.restarts):
-            todo = torch.nonzero(best.margin >= 0)[:, 0]
-            if len(todo) == 0 or len(todo) * cfg.steps > left:  # a restart runs only if it can be paid in full
-                break
-            left -= self._restart(model, whole if len(todo) == len(x) else whole.take(todo), threat, gen, best, r)
+        masked = cfg.masked if cfg.masked is not None else x.device.type != "cpu"
+        if cfg.early_stop and masked:
+            self._run_masked(model, whole, threat, gen, best, left)
+        else:
+            self._run_compacting(model, whole, threat, gen, best, left)
         return best.adv
 
-    def _restart(self, model: Callable, rows: _Rows, threat: ThreatModel, gen: torch.Generator, best: _Best,
-                 r: int) -> int:
-        """Restart number ``r`` on ``rows``; updates ``best`` in place; returns the
-        gradients it computed (rows summed over steps).
+    # -- the compacting form (CPU): done rows leave the batch at once -----------
 
-        Each iterate costs one forward and one backward pass: the success check
-        and the gradient come from the same logits.  With early stop a row is
-        done at its first adversarial iterate and leaves the batch at once, so
-        later steps only pay for unbroken rows.  With a single restart and early
-        stop nothing is compared with a row's final iterate, so it is stored
-        without a last forward pass (the base class checks every returned point).
+    def _run_compacting(self, model: Callable, whole: Rows, threat: ThreatModel, gen: torch.Generator, best: Best,
+                        left: float) -> None:
+        """Every restart, done rows dropped from the batch as soon as they are done.
+
+        A restart starts when the one before it has ended.  With ``overlap``
+        under a budget, the last restart starts as soon as what is left of the
+        budget pays in full for it and for all that the running one may still
+        need: it then runs side by side with it, one forward and backward pass
+        for both (on a small network a pass costs little more for 400 rows
+        than for 100).  Either way every restart that runs is paid for in full;
+        the last one, started early, runs for the samples not done then, a
+        superset of those it would run for after the one before, and nothing
+        comes after it that its extra gradients could starve: never a weaker
+        attack.
         """
         cfg = self.config
-        adv = self._start(rows, threat, gen, r)
-        masked = cfg.masked if cfg.masked is not None else adv.device.type != "cpu"
-        if cfg.early_stop and masked:
-            return self._restart_masked(model, rows, adv, threat, best)
-        alpha = self._alpha(threat)
-        spent = 0
-        for i in range(cfg.steps):
-            adv.requires_grad_(True)
-            logits = model(adv)
-            spent += len(adv)
-            with torch.no_grad():
-                hit = rows.crit.is_adversarial(logits)
-                done = self._record_hits(adv, logits, hit, rows, best) if bool(hit.any()) else None
-            if done is not None and len(done) == 0:
-                return spent
-            objective, sign = _objective(cfg.loss, rows.crit, logits)
-            (grad,) = torch.autograd.grad(objective, adv)
-            with torch.no_grad():
-                adv = adv.detach()
-                if done is not None:
-                    rows, adv, grad = rows.take(done), adv.index_select(0, done), grad.index_select(0, done)
-                adv = geometry.step(adv, grad, sign * alpha * _decay(cfg.schedule, i, cfg.steps), rows.x, rows.box, threat)
-        if cfg.restarts == 1 and cfg.early_stop:  # every row left has nothing kept to compare with
-            best.store(adv, rows)
-            return spent
-        with torch.no_grad():  # the final iterate, where better than what the row has
-            best.keep_better(adv, model(adv), torch.ones(len(adv), dtype=torch.bool, device=adv.device), rows)
-        return spent
+        flight, launched = Flight(), 0
+        side_by_side = cfg.overlap and cfg.budget is not None
+        while True:
+            while (launched < cfg.restarts and (not flight.segments or (side_by_side and launched == cfg.restarts - 1))
+                   and self._launch(flight, whole, threat, gen, best, left, launched)):
+                launched += 1
+            if not flight.segments:
+                return
+            left -= self._step(model, flight, threat, best)
 
-    def _start(self, rows: _Rows, threat: ThreatModel, gen: torch.Generator, r: int) -> torch.Tensor:
-        """Restart ``r``'s first iterate: the clean input, or a random point of the ball."""
+    def _launch(self, flight: Flight, whole: Rows, threat: ThreatModel, gen: torch.Generator, best: Best,
+                left: float, r: int) -> bool:
+        """Start restart ``r`` on the samples not done yet, if ``left`` gradients pay for it and
+        for the running restarts in full; returns whether it started."""
         cfg = self.config
-        noise = cfg.random_start and not (r == 0 and cfg.clean_first)
-        adv = geometry.random_start(rows.x, threat, gen) if noise else rows.x.clone()
-        if noise and rows.box is not None:
-            adv.clamp_(min=rows.box[0], max=rows.box[1])  # exactly inside, like every later iterate
-        return adv
+        steps, running = cfg.steps, flight.remaining(cfg.steps)
+        # with early stop, the samples of a running restart are not done: at least that many to do
+        fewest = max((seg.length for seg in flight.segments), default=1) if cfg.early_stop else 1
+        if fewest * steps + running > left:
+            return False
+        todo = torch.nonzero(best.margin >= 0)[:, 0]
+        if len(todo) == 0 or len(todo) * steps + running > left:
+            return False
+        rows = whole if len(todo) == len(whole.idx) else whole.take(todo)
+        flight.launch(rows, self._start(whole, todo, threat, gen, r))
+        return True
+
+    def _step(self, model: Callable, flight: Flight, threat: ThreatModel, best: Best) -> int:
+        """One iterate of every running restart: check it, keep the adversarial ones, step the rows
+        that go on, end the restarts that took all their steps.  Returns the gradients computed.
+
+        Each iterate costs one forward and one backward pass: the success check
+        and the gradient come from the same logits.  With early stop a sample
+        is done at its first adversarial iterate and its rows leave the batch
+        at once, so later steps only pay for unbroken samples.
+        """
+        rows, computed = flight.rows, len(flight)
+        assert rows is not None and flight.adv is not None
+        adv = flight.adv.requires_grad_(True)
+        logits = model(adv)
+        with torch.no_grad():
+            keep = self._record(flight, adv, logits, rows.crit.is_adversarial(logits), best)
+        if keep is not None and len(keep) == 0:
+            flight.clear()
+            return computed
+        output, seed, sign = _backward_seed(self.config.loss, rows.crit, logits)
+        (grad,) = torch.autograd.grad(output, adv, seed)
+        with torch.no_grad():
+            flight.adv = adv.detach()
+            self._move(flight, grad, sign, threat)  # done rows too (kept already): cheaper than dropping their gradients
+            if keep is not None:
+                flight.take(keep)
+            self._land(model, flight, best)
+        return computed
+
+    def _record(self, flight: Flight, adv: torch.Tensor, logits: torch.Tensor, hit: torch.Tensor,
+                best: Best) -> torch.Tensor | None:
+        """Keep this step's adversarial iterates ``hit`` ``(n,)``.  Returns the positions of the rows
+        that go on, None when all do (no success, or no early stop)."""
+        rows = flight.rows
+        assert rows is not None
+        if not self.config.early_stop:
+            if bool(hit.any()):
+                for start, seg in flight.parts():
+                    best.keep_better(adv.narrow(0, start, seg.length), logits.narrow(0, start, seg.length),
+                                     hit.narrow(0, start, seg.length), rows.narrow(start, seg.length))
+            return None
+        pick = torch.nonzero(hit)[:, 0]
+        if len(pick) == 0:
+            return None
+        if len(flight.segments) == 1:
+            best.keep_first(adv, pick, rows)
+            return torch.nonzero(~hit)[:, 0]
+        best.keep_first(adv, _first_per_sample(pick, rows.idx, len(best.margin)), rows)
+        return torch.nonzero(~best.done(rows.idx))[:, 0]  # a sample done in one restart leaves them all
+
+    def _move(self, flight: Flight, grad: torch.Tensor, sign: float, threat: ThreatModel) -> None:
+        """Step every running restart's iterates along ``grad`` with its own step size (in place)."""
+        cfg = self.config
+        rows, adv = flight.rows, flight.adv
+        assert rows is not None and adv is not None
+        alphas = [sign * self._alpha(threat) * _decay(cfg.schedule, seg.done, cfg.steps) for seg in flight.segments]
+        if min(alphas) == max(alphas):
+            flight.adv = geometry.step(adv, grad, alphas[0], rows.x, rows.box, threat)
+        else:
+            for (start, seg), alpha in zip(flight.parts(), alphas):
+                part, view = rows.narrow(start, seg.length), adv.narrow(0, start, seg.length)
+                moved = geometry.step(view, grad.narrow(0, start, seg.length), alpha, part.x, part.box, threat)
+                if moved is not view:
+                    view.copy_(moved)
+        for seg in flight.segments:
+            seg.done += 1
+
+    def _land(self, model: Callable, flight: Flight, best: Best) -> None:
+        """End the restarts that took all their steps: their final iterates are kept where their
+        margin beats what the sample has (one forward pass).  With a single restart and early stop
+        nothing is kept to compare with, so they are stored without that pass (the base class
+        checks every returned point)."""
+        cfg = self.config
+        while flight.segments and flight.segments[0].done == cfg.steps:
+            rows, adv = flight.pop_first()
+            if cfg.restarts == 1 and cfg.early_stop:
+                best.store(adv, rows)
+            else:
+                best.keep_better(adv, model(adv), None, rows)
+
+    def _start(self, whole: Rows, todo: torch.Tensor, threat: ThreatModel, gen: torch.Generator,
+               r: int) -> torch.Tensor:
+        """Restart ``r``'s first iterates for the samples ``todo``: their clean inputs, or random
+        points of the ball.  The noise is drawn for every sample of the batch, so a sample's
+        start does not depend on which others the restart runs for (nor on when it starts)."""
+        cfg = self.config
+        everyone = len(todo) == len(whole.idx)
+        if not cfg.random_start or (r == 0 and cfg.clean_first):
+            return whole.x.clone() if everyone else whole.x.index_select(0, todo)
+        adv = geometry.random_start(whole.x, threat, gen)
+        if whole.box is not None:
+            adv.clamp_(min=whole.box[0], max=whole.box[1])  # exactly inside, like every later iterate
+        return adv if everyone else adv.index_select(0, todo)
 
     def _alpha(self, threat: ThreatModel) -> float:
         return self.config.step_size if self.config.step_size is not None else 2.5 * threat.eps / self.config.steps
 
-    def _restart_masked(self, model: Callable, rows: _Rows, adv: torch.Tensor, threat: ThreatModel,
-                        best: _Best) -> int:
-        """:meth:`_restart` with early stop, without a device stall per step (GPU).
+    # -- the masked form (GPU): done rows frozen in the batch -------------------
+
+    def _run_masked(self, model: Callable, whole: Rows, threat: ThreatModel, gen: torch.Generator, best: Best,
+                    left: float) -> None:
+        """Every restart in turn (a restart runs only if ``left`` gradients pay for it in full)."""
+        cfg = self.config
+        for r in range(cfg.restarts):
+            todo = torch.nonzero(best.margin >= 0)[:, 0]
+            if len(todo) == 0 or len(todo) * cfg.steps > left:
+                return
+            rows = whole if len(todo) == len(whole.idx) else whole.take(todo)
+            left -= self._restart_masked(model, rows, self._start(whole, todo, threat, gen, r), threat, best)
+
+    def _restart_masked(self, model: Callable, rows: Rows, adv: torch.Tensor, threat: ThreatModel,
+                        best: Best) -> int:
+        """One restart with early stop, without a device stall per step (GPU).
 
         A row that becomes adversarial is frozen at that iterate (zero
         gradient; under L2, where the projection may round, the old iterate
@@ -187,8 +299,8 @@ class PGD(Attack):
             with torch.no_grad():
                 spent += live.sum()
                 live &= rows.crit.not_adversarial(logits)
-            objective, sign = _objective(cfg.loss, rows.crit, logits)
-            (grad,) = torch.autograd.grad(objective, adv)
+            output, seed, sign = _backward_seed(cfg.loss, rows.crit, logits)
+            (grad,) = torch.autograd.grad(output, adv, seed)
             with torch.no_grad():
                 adv = adv.detach()
                 mask = live.view(-1, *([1] * (adv.dim() - 1)))
@@ -200,96 +312,47 @@ class PGD(Attack):
             if (i + 1) % SYNC_EVERY == 0 and i + 1 < cfg.steps:
                 left = int(live.sum())
                 if left == 0 or 2 * left <= len(live):
-                    best.keep_first(adv, ~live, rows)
+                    best.keep_first(adv, torch.nonzero(~live)[:, 0], rows)
                     if left == 0:
                         return int(spent)
                     keep = torch.nonzero(live)[:, 0]
                     rows, adv, live = rows.take(keep), adv.index_select(0, keep), live.index_select(0, keep)
         with torch.no_grad():
-            best.keep_first(adv, ~live, rows)
+            best.keep_first(adv, torch.nonzero(~live)[:, 0], rows)
             if cfg.restarts == 1:  # nothing kept to compare the unbroken rows' final iterate with
                 best.store_rows(adv, live, rows)
             else:
                 best.keep_better(adv, model(adv), live, rows)
         return int(spent)
 
-    def _record_hits(self, adv: torch.Tensor, logits: torch.Tensor, hit: torch.Tensor, rows: _Rows,
-                     best: _Best) -> torch.Tensor | None:
-        """Keep the adversarial iterates ``hit``.  With early stop their rows are done:
-        returns the positions of the rows that go on; without, None (all go on)."""
-        if not self.config.early_stop:
-            best.keep_better(adv, logits, hit, rows)
-            return None
-        best.keep_first(adv, hit, rows)
-        return torch.nonzero(~hit)[:, 0]
 
+def _backward_seed(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """What PGD differentiates, as ``(output, grad_output)`` for
+    ``torch.autograd.grad(output, adv, grad_output)``, and the sign of the step
+    (1: descend the loss, -1: ascend it).
 
-@dataclass(frozen=True)
-class _Rows:
-    """The rows a restart works on: their numbers in the batch, clean inputs, criterion and L-inf box."""
-
-    idx: torch.Tensor  # (b,) int64 row numbers in the attacked batch
-    x: torch.Tensor  # (b, *shape) clean inputs
-    crit: Criterion
-    box: tuple[torch.Tensor, torch.Tensor] | None  # geometry.box of x (L-inf), else None
-
-    def take(self, keep: torch.Tensor) -> _Rows:
-        """The rows ``keep`` (int64 positions in this subset)."""
-        box = None if self.box is None else (self.box[0].index_select(0, keep), self.box[1].index_select(0, keep))
-        return _Rows(self.idx.index_select(0, keep), self.x.index_select(0, keep), self.crit.subset(keep), box)
-
-
-@dataclass(frozen=True)
-class _Best:
-    """Per sample of the batch: the iterate kept so far and its margin (inf: none yet)."""
-
-    adv: torch.Tensor  # (B, *shape)
-    margin: torch.Tensor  # (B,); -inf: a first success kept under early stop; +inf: none yet, or not computed
-
-    def keep_better(self, adv: torch.Tensor, logits: torch.Tensor, candidate: torch.Tensor, rows: _Rows) -> None:
-        """Store the ``candidate`` rows of ``adv`` whose margin beats the kept one (in place)."""
-        pick = torch.nonzero(candidate)[:, 0]
-        at = rows.idx.index_select(0, pick)
-        margin = rows.crit.subset(pick).margin(logits.detach().index_select(0, pick))
-        better = torch.nonzero(margin < self.margin.index_select(0, at))[:, 0]
-        if len(better):
-            self.adv.index_copy_(0, at.index_select(0, better), adv.detach().index_select(0, pick.index_select(0, better)))
-            self.margin.index_copy_(0, at.index_select(0, better), margin.index_select(0, better))
-
-    def store_rows(self, adv: torch.Tensor, pick: torch.Tensor, rows: _Rows) -> None:
-        """Store the ``pick`` rows (bool mask) of ``adv`` unconditionally (margin stays +inf)."""
-        at = torch.nonzero(pick)[:, 0]
-        self.adv.index_copy_(0, rows.idx.index_select(0, at), adv.detach().index_select(0, at))
-
-    def store(self, adv: torch.Tensor, rows: _Rows) -> None:
-        """Store ``adv`` for all ``rows`` unconditionally (their margin is not computed: stays +inf)."""
-        self.adv.index_copy_(0, rows.idx, adv.detach())
-
-    def keep_first(self, adv: torch.Tensor, hit: torch.Tensor, rows: _Rows) -> None:
-        """Store the adversarial iterates ``hit`` of rows that are done with them (early stop).
-
-        Their margin is recorded as -inf: adversarial, and never compared again
-        (a done row's later iterates are never looked at and it is not
-        restarted), which saves computing it for every first success.
-        """
-        pick = torch.nonzero(hit)[:, 0]
-        at = rows.idx.index_select(0, pick)
-        self.adv.index_copy_(0, at, adv.detach().index_select(0, pick))
-        self.margin.index_fill_(0, at, float("-inf"))
-
-
-def _objective(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The batch objective whose input gradient PGD follows, and the sign of the step:
-    the sum of the per-sample losses to minimise (sign 1), except untargeted
-    cross-entropy, the common case, which is maximised in one fused call
-    without negating it (sign -1: one operation less per step, forward and back)."""
+    Cross-entropy, the common case, seeds the backward pass at the logits with
+    its closed-form gradient (:meth:`Criterion.ce_gradient`): no loss node in
+    the graph (differentiating ``F.cross_entropy`` costs several times as much
+    on a small batch on the CPU) and no negation: untargeted cross-entropy is
+    ascended (sign -1), targeted descended.  Other losses differentiate the sum
+    of their per-sample losses, descended.
+    """
     if Loss(loss) is Loss.CE:
-        import torch.nn.functional as F
+        with torch.no_grad():
+            seed = crit.ce_gradient(logits.detach())
+        return logits, seed, (1.0 if crit.targeted else -1.0)
+    return loss_fn(loss)(crit, logits).sum(), None, 1.0
 
-        total = F.cross_entropy(logits, crit.goal(), reduction="sum")
-        return total, (1.0 if crit.targeted else -1.0)
-    return loss_fn(loss)(crit, logits).sum(), 1.0
 
+def _first_per_sample(pick: torch.Tensor, idx: torch.Tensor, batch: int) -> torch.Tensor:
+    """The positions ``pick`` (ascending int64) whose sample (``idx`` of the position, one of
+    ``batch``) has no earlier position in ``pick``: of a sample that several running restarts
+    break at once, the oldest restart's iterate."""
+    at = idx.index_select(0, pick)
+    first = torch.full((batch,), len(idx), dtype=pick.dtype, device=pick.device)
+    first.scatter_reduce_(0, at, pick, "amin")
+    return pick[first.index_select(0, at) == pick]
 
 
 def _decay(schedule: Schedule | str, i: int, steps: int) -> float:

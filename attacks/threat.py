@@ -68,8 +68,25 @@ class ThreatModel:
 
 def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
     """L0, L2 and L-infinity norms of ``x_adv - x`` per sample, float64 ``(B,)`` each."""
-    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    delta = np.subtract(x_adv, x, dtype=np.float64).reshape(len(x), -1)  # both converted exactly, one pass
     return {norm.value: _norm(delta, norm) for norm in (Norm.L0, Norm.L2, Norm.LINF)}
+
+
+def enforce_with_norms(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`enforce` and the :func:`perturbation_norms` of what it returns.
+
+    When ``x_adv`` is already inside (the common case: the attacks project
+    every iterate), the float64 norms are computed once and serve as the check,
+    the same one :func:`inside` makes.
+    """
+    x32 = np.asarray(x, np.float32)
+    if isinstance(x_adv, np.ndarray) and x_adv.dtype == np.float32 and x_adv.shape == x32.shape:
+        norms = perturbation_norms(x32, x_adv)
+        in_range = x_adv.size == 0 or (float(x_adv.min()) >= threat.low and float(x_adv.max()) <= threat.high)
+        if in_range and (not threat.bounded or bool((norms[threat.norm.value] <= threat.eps).all())):
+            return x_adv, norms  # NaN fails the range check: it goes the long way
+    out = enforce(x32, x_adv, threat)
+    return out, perturbation_norms(x32, out)
 
 
 def enforce(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray:

@@ -13,7 +13,9 @@ ONNX file, so robust accuracies are comparable.  Prints and writes
   with its default restarts (the first from the clean input, the second from
   a random point for unbroken samples only, per-sample early stop) capped at
   torchattacks' gradient count (``budget=1.0``: at most steps x samples
-  gradients in all, a restart only runs if it can be paid in full) against
+  gradients in all, a restart only runs if it can be paid in full; on the
+  CPU the second starts beside the first, for the samples not broken yet,
+  as soon as the budget pays for both) against
   torchattacks' PGD (one random start, exactly steps x samples gradients);
   and both CWs at c = 1 without binary search.  Same steps and the same step
   size 2.5 * eps / steps;
@@ -194,7 +196,8 @@ def write(rows: list[dict], args) -> None:
              "2.5 eps / steps; torchattacks: one random start, steps x samples gradients; nnaudit `default`: its 2 "
              "restarts (the first from the clean input, the second from a random point for unbroken samples only) "
              "with per-sample early stop, `same budget`: the same capped at torchattacks' gradient count (a restart "
-             "runs only if what is left pays for it in full); `grad_ratio`: gradients nnaudit computed over "
+             "runs only if what is left pays for it in full; on the CPU the second starts beside the first, for the "
+             "samples not broken yet, as soon as the budget pays for both); `grad_ratio`: gradients nnaudit computed over "
              "torchattacks' (counted in an extra untimed run). CW (unbounded L2, kappa 0, lr 0.01, 100 steps): torchattacks always "
              "runs c = 1 without binary search; nnaudit runs the same (`c=1`) and its default 6-round binary search "
              "over c (`search`). nnaudit's time includes its input checks, the projection into the threat model and "

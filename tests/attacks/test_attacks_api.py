@@ -80,6 +80,7 @@ def test_batches_do_not_change_what_is_found_by_deterministic_attacks(digits_sma
     (lambda x, y: (x, y[:5]), DataError, "labels shaped"),
     (lambda x, y: (x, y + 10), DataError, "outside [0, 10)"),
     (lambda x, y: (np.where(np.arange(64) == 3, np.nan, x), y), DataError, "NaN"),
+    (lambda x, y: (np.where(np.arange(64) == 5, -np.inf, x), y), DataError, "Inf"),
     (lambda x, y: (x * 3, y), DataError, "outside the valid range"),
 ])
 def test_bad_inputs_are_rejected_before_any_work(digits_small, change, error, words):

@@ -66,9 +66,11 @@ def test_pgd_matches_the_textbook_loop(digits_small, early_stop, masked, eps, st
 def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget):
     """The GPU form of PGD's early stop (done rows frozen in the batch, compacted every
     few steps) returns what the CPU form (done rows dropped at once) returns, restarts,
-    random starts and the gradient budget included."""
+    random starts and the gradient budget included (restarts in turn: the masked form
+    does not overlap them)."""
     net, x, y = digits_small
-    kw = dict(eps=eps, norm=norm, steps=20, restarts=3, budget=budget, seed=5, threads=1, batch_size=len(x))
+    kw = dict(eps=eps, norm=norm, steps=20, restarts=3, budget=budget, overlap=False, seed=5, threads=1,
+              batch_size=len(x))
     masked = A.pgd(net, x, y, masked=True, **kw)
     dropped = A.pgd(net, x, y, masked=False, **kw)
     np.testing.assert_allclose(masked.x_adv, dropped.x_adv, atol=1e-6)
@@ -149,11 +151,12 @@ def test_enforce_returns_points_already_inside_unchanged():
     assert inside(x, fixed, threat).all() and fixed[0, 0] != outside[0, 0]
 
 
-def _counted_pgd(net, x, y, **options):
-    """``A.pgd`` that also returns the gradients it computed (rows of inputs that required grad)."""
+def _counted_pgd(net, x, y, passes=None, **options):
+    """``A.pgd`` that also returns the gradients it computed (rows of inputs that required grad);
+    ``passes`` (a list), when given, gets the rows of each forward pass with gradients."""
     from nnaudit.attacks.base import torch_logits
 
-    inner, used = torch_logits(net, torch.device("cpu")), []
+    inner, used = torch_logits(net, torch.device("cpu")), [] if passes is None else passes
 
     def counting(t):
         if t.requires_grad:
@@ -174,7 +177,7 @@ def test_pgd_budget_caps_the_gradients_and_changes_nothing_it_can_pay_for(digits
     net, x, y = digits_small
     steps = 10
     free, used_free = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=2)
-    capped, used = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=2, budget=1.0)
+    capped, used = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=2, budget=1.0, overlap=False)
     assert used <= steps * len(x)
     if used_free <= steps * len(x):  # the second restart fits the budget: the very same attack
         np.testing.assert_array_equal(capped.x_adv, free.x_adv)
@@ -182,3 +185,83 @@ def test_pgd_budget_caps_the_gradients_and_changes_nothing_it_can_pay_for(digits
         single, _ = _counted_pgd(net, x, y, eps=eps, steps=steps, restarts=1)
         np.testing.assert_array_equal(capped.x_adv, single.x_adv)
         assert capped.success.sum() <= free.success.sum()
+
+
+@pytest.fixture(scope="module")
+def digits_more():
+    """The first 160 digits of the test split and the zoo's digits-ffn network."""
+    from nnaudit.networks import datasets, zoo
+
+    x, y = datasets.digits("test")
+    return zoo.load("digits-ffn"), x[:160], y[:160]
+
+
+@pytest.mark.parametrize("norm, eps, restarts, schedule, budget, more", [
+    ("linf", 0.1, 2, "constant", 1.0, {}),
+    ("linf", 0.07, 3, "step", 2.0, {}),
+    ("l2", 0.6, 2, "step", 1.0, {}),
+    ("linf", 0.1, 2, "constant", 2.0, {"early_stop": False}),
+    ("linf", 0.2, 2, "constant", 1.0, {"targeted": True}),
+])
+def test_overlapping_the_last_restart_is_cheaper_within_the_budget_and_never_weaker(digits_more, norm, eps, restarts,
+                                                                                     schedule, budget, more):
+    """Under a budget, the last restart starts beside the one before once the budget pays for
+    both: fewer forward-backward passes, never more gradients than the budget, and every sample
+    the restarts-in-turn form breaks (on the torch model) is broken too (same seed: the same
+    start per sample, and the last restart runs for a superset of samples)."""
+    net, x, y = digits_more
+    steps = 10
+    more = dict(more)
+    if more.pop("targeted", False):
+        more["target"] = (y + 3) % 10
+    kw = dict(eps=eps, norm=norm, steps=steps, restarts=restarts, schedule=schedule, budget=budget, seed=3,
+              batch_size=len(x), **more)
+    turn_passes, side_passes = [], []
+    in_turn, used_in_turn = _counted_pgd(net, x, y, passes=turn_passes, overlap=False, **kw)
+    side, used_side = _counted_pgd(net, x, y, passes=side_passes, overlap=True, **kw)
+    assert used_in_turn <= budget * steps * len(x) and used_side <= budget * steps * len(x)
+    assert len(side_passes) < len(turn_passes), "the last restart never started early"
+    assert (side.model_success >= in_turn.model_success).all()
+    assert side.success.sum() >= in_turn.success.sum()
+    assert np.all(side.norms[norm][side.success] <= eps * (1 + 1e-6))
+
+
+def test_a_budget_for_every_restart_runs_them_side_by_side_from_the_start(digits_more):
+    net, x, y = digits_more
+    passes = []
+    _, used = _counted_pgd(net, x, y, passes=passes, eps=0.05, steps=8, restarts=2, budget=2.0, seed=1,
+                           batch_size=len(x))
+    assert passes[0] == 2 * len(x) and len(passes) <= 8 and used <= 2 * 8 * len(x)
+
+
+def test_cross_entropy_seed_is_its_autograd_gradient():
+    from nnaudit.attacks.criteria import Criterion
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(37, 10, generator=gen) * 5
+    labels = torch.randint(0, 10, (37,), generator=gen)
+    for crit in (Criterion(labels), Criterion(labels, (labels + 3) % 10)):
+        z = logits.clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(torch.nn.functional.cross_entropy(z, crit.goal(), reduction="sum"), z)
+        torch.testing.assert_close(crit.ce_gradient(logits), want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["inside", "outside", "nan", "l2", "unbounded"])
+def test_enforce_with_norms_is_enforce_then_its_norms(case):
+    from nnaudit.attacks.threat import enforce_with_norms, perturbation_norms
+
+    gen = np.random.default_rng(2)
+    x = gen.uniform(0, 1, (30, 8)).astype(np.float32)
+    threat = ThreatModel(norm="l2" if case == "l2" else "linf", eps=float("inf") if case == "unbounded" else 0.1)
+    adv = np.clip(x + gen.uniform(-0.09, 0.09, x.shape), 0, 1).astype(np.float32)
+    if case in ("outside", "l2", "unbounded"):
+        adv[3] = np.clip(x[3] + 0.5, 0, 1.2)
+    if case == "nan":
+        adv[4, 2] = np.nan
+    out, norms = enforce_with_norms(x, adv, threat)
+    want = enforce(x, adv, threat)
+    np.testing.assert_array_equal(out, want)
+    for key, value in perturbation_norms(x, want).items():
+        np.testing.assert_array_equal(norms[key], value)
+    assert inside(x, out, threat).all()
+    assert (out is adv) == (case == "inside")
