@@ -106,14 +106,24 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="nnaudit")
 
 
+#: a process age above this is not start-up time but a clock that jumped (a paused virtual machine):
+#: taken as unknown, so that it cannot use up a verification's whole budget before it starts
+MAX_PLAUSIBLE_AGE_S = 10.0
+
+
 def _process_age() -> float:
-    """Seconds since this process started (Linux ``/proc``; 0 where unknown)."""
+    """Seconds since this process started (Linux ``/proc``; 0 where unknown or implausible)."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        return plausible_age(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def plausible_age(age: float) -> float:
+    """``age`` when it can be interpreter start-up (0 to :data:`MAX_PLAUSIBLE_AGE_S`), else 0."""
+    return age if 0.0 <= age <= MAX_PLAUSIBLE_AGE_S else 0.0
 
 
 if __name__ == "__main__":  # pragma: no cover

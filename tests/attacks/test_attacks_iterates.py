@@ -16,7 +16,7 @@ def _rows(n: int, targeted: bool = False) -> Rows:
     return Rows.of(x, crit, (x - 0.5, x + 0.5))
 
 
-def test_rows_keep_their_fields_together():
+def test_rows_keep_their_fields_together() -> None:
     rows = _rows(6, targeted=True)
     part = rows.take(torch.tensor([1, 4]))
     assert part.idx.tolist() == [1, 4] and part.crit.labels.tolist() == [1, 0] and part.crit.targets.tolist() == [2, 1]
@@ -27,7 +27,7 @@ def test_rows_keep_their_fields_together():
     assert Rows.of(rows.x, Criterion(rows.crit.labels), None).box is None
 
 
-def test_flight_drops_rows_per_segment_and_ends_the_oldest_first():
+def test_flight_drops_rows_per_segment_and_ends_the_oldest_first() -> None:
     rows = _rows(5)
     flight = Flight()
     flight.launch(rows, rows.x.clone())  # restart 0: samples 0-4
@@ -45,13 +45,13 @@ def test_flight_drops_rows_per_segment_and_ends_the_oldest_first():
     assert len(flight) == 0 and not flight.segments
 
 
-def test_a_sample_broken_by_two_restarts_at_once_keeps_the_older_ones_iterate():
+def test_a_sample_broken_by_two_restarts_at_once_keeps_the_older_ones_iterate() -> None:
     idx = torch.tensor([0, 2, 5, 2, 5, 7])  # restart 0 on samples 0, 2, 5; restart 1 on 2, 5, 7
     pick = torch.tensor([1, 3, 4, 5])
     assert _first_per_sample(pick, idx, 8).tolist() == [1, 4, 5]
 
 
-def test_best_keeps_first_successes_and_better_finals():
+def test_best_keeps_first_successes_and_better_finals() -> None:
     rows = _rows(4)
     best = Best(rows.x.clone(), torch.full((4,), float("inf")))
     best.keep_first(rows.x + 1, torch.tensor([2]), rows)

@@ -55,3 +55,15 @@ def test_size_mismatch_exit_2(tmp_path) -> None:
     mn = Path(__file__).resolve().parents[1] / "data" / "vnncomp" / "mnist_fc" / "vnnlib" / "prop_0_0.03.vnnlib"
     r = CliRunner().invoke(cli, ["verify", str(NET), str(mn)])
     assert r.exit_code == 2 and "784 inputs" in r.output
+
+
+def test_an_implausible_process_age_does_not_eat_the_budget() -> None:
+    """The deadline counts interpreter start-up (the process age from /proc); an age no start-up
+    takes (a clock that jumped while a virtual machine was paused) counts as unknown, not as
+    seconds already spent."""
+    from nnaudit.cli import MAX_PLAUSIBLE_AGE_S, _process_age, plausible_age
+
+    assert plausible_age(1.5) == 1.5
+    assert plausible_age(MAX_PLAUSIBLE_AGE_S + 5) == 0.0
+    assert plausible_age(-3.0) == 0.0
+    assert 0.0 <= _process_age() <= MAX_PLAUSIBLE_AGE_S
