@@ -80,10 +80,8 @@ class Layer:
     kind: ClassVar[str] = "layer"
     #: True when the layer is an affine map of its inputs (see :meth:`linear_form`).
     affine: ClassVar[bool] = False
-    #: True for the non-linear ops with bound rules (``interval``, ``linear_bounds``, ...).
+    #: True for the non-linear ops with bound rules (``interval``, ``relax``, ``linear_bounds``, ...).
     relaxable: ClassVar[bool] = False
-    #: True when ``z3_encode`` is exact (piecewise linear ops).
-    piecewise_linear: ClassVar[bool] = False
 
     def __init__(self, name: str, inputs: Sequence[str], output: str) -> None:
         self.name = name

@@ -495,7 +495,7 @@ class _Search:
         return self._submit(task)
 
     def _probing(self, task: _LeafTask) -> bool:
-        """Whether a Z3 call on ``task`` is a probe: input splitting sent it for its depth (not for
+        """Whether a Z3 call on ``task`` is a probe: the search sent it for its depth (not for
         few unstable ReLUs: those are Z3's to decide), and it is not yet at the final depth."""
         return task.probe and task.depth < self.cfg.z3_final_depth
 

@@ -12,7 +12,7 @@ Soundness: every returned lower bound is <= the true minimum over the box (up
 to float64 rounding, which callers absorb with a small tolerance).  Bounds of
 a sub-domain may be intersected with those of its parent box, which contains
 it.  The rule of each operation lives on its IR layer class (``interval``,
-``linear_bounds``, ``forward_linear_bounds``; see
+``relax``, ``linear_bounds``, ``forward_linear_bounds``; see
 :mod:`nnaudit.networks.ops.activations` and :mod:`nnaudit.networks.ops.pool`);
 this module drives them over the graph: it composes the affine edges,
 intersects, applies splits and optimises the ReLU slopes.
@@ -127,11 +127,6 @@ def _affine_interval(form: Affine, mats: Any, src_lo: list[torch.Tensor],
         center = center + ((src_lo[s] + src_hi[s]) / 2) @ m[s]
         radius = radius + ((src_hi[s] - src_lo[s]) / 2) @ m_abs[s]
     return center - radius, center + radius
-
-
-def _node_out(node: Node, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Interval of a node's output from its pre-activation interval (the layer's rule)."""
-    return node.layer.interval(lo, hi, in_shape=node.in_shape)
 
 
 def _concretize(a: torch.Tensor, x_lo: torch.Tensor, x_hi: torch.Tensor, upper: bool) -> torch.Tensor:
@@ -256,7 +251,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
         hi = torch.maximum(hi, lo)
         pre_lo.append(lo)
         pre_hi.append(hi)
-        out_lo, out_hi = _node_out(node, lo, hi)
+        out_lo, out_hi = node.layer.interval(lo, hi, in_shape=node.in_shape)
         relax.append(node.layer.relax(lo, hi, in_shape=node.in_shape))
         if forward:
             ol, ou = node.layer.forward_linear_bounds(zl, zu, relax[-1], in_shape=node.in_shape)

@@ -33,8 +33,6 @@ import numpy as np
 
 from nnaudit.errors import SolverError
 
-#: Non-linear layer kinds the verifier understands (IR layers with ``relaxable = True``).
-NONLINEAR = ("relu", "maxpool", "sigmoid", "tanh")
 
 
 @dataclass(frozen=True)
@@ -155,9 +153,13 @@ def _lower(network: Any) -> Lowered:
             size = nodes[-1].size
             env[layer.output] = Affine({len(nodes): np.eye(size)}, np.zeros(size))
         else:
+            import nnaudit.networks.ops  # noqa: F401  (registers the op classes)
+            from nnaudit.networks.ir import OP_REGISTRY
+
+            supported = sorted({cls.kind for cls in OP_REGISTRY.values() if cls.relaxable})
             raise SolverError(
                 f"{network.source}: layer {layer.name!r} ({type(layer).__name__}) has no bound "
-                f"propagation or exact encoding; supported non-linear layers: {', '.join(NONLINEAR)}")
+                f"propagation or exact encoding; supported non-linear layers: {', '.join(supported)}")
     return Lowered(n_in, tuple(nodes), env[network.output_name])
 
 

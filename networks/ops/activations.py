@@ -1,9 +1,9 @@
 """Element-wise activations: Relu, Sigmoid, Tanh, with their bound rules.
 
 Each class carries, next to ``forward`` and ``to_torch``, the rules the
-verifier uses (see :mod:`nnaudit.networks.ir`): ``interval``,
-``linear_bounds`` (backward substitution through a linear relaxation),
-``forward_linear_bounds`` and, for Relu, ``z3_encode``.  They take flat
+verifier uses (see :mod:`nnaudit.networks.ir`): ``interval``, ``relax``
+(the linear relaxation over a box), ``linear_bounds`` (backward substitution
+through it), ``forward_linear_bounds`` and, for Relu, ``z3_encode``.  They take flat
 tensors ``(D, n)``; being element-wise, any shape works.
 
 Relaxations: ReLU has the triangle upper bound and a lower slope in [0, 1]
@@ -59,7 +59,6 @@ def relu_relaxation(lo: torch.Tensor, hi: torch.Tensor, alpha: torch.Tensor | No
 @register("Relu")
 class Relu(_Activation):
     kind = "relu"
-    piecewise_linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0.0)

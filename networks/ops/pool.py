@@ -92,7 +92,6 @@ class MaxPool(_Pool):
 
     kind = "maxpool"
     relaxable = True
-    piecewise_linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         imgs, lead = as_images(x)

@@ -174,3 +174,25 @@ def test_pairwise_and_batchwide_refinement_are_both_sound(kind: str, share: floa
         assert np.all(pre >= b.pre_lo[k].numpy()[:, None] - 1e-9) and np.all(pre <= b.pre_hi[k].numpy()[:, None] + 1e-9)
     y = low.evaluate(pts.reshape(-1, n)).reshape(d, 300, -1)
     assert np.all(y @ c.numpy().T >= spec[:, None] - 1e-9)
+
+
+def test_a_layer_without_bound_rules_is_refused_by_name(tmp_path) -> None:
+    """An op that is neither affine nor relaxable stops the verifier before any work, naming the
+    layer and the non-linear ops it does support."""
+    from dataclasses import replace
+
+    from nnaudit.errors import SolverError
+    from nnaudit.networks.ir import Layer
+
+    class Softsign(Layer):
+        kind = "softsign"
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            return x / (1 + np.abs(x))
+
+    net = _net("mlp", tmp_path, 0)
+    i = next(i for i, layer in enumerate(net.layers) if layer.kind == "relu")
+    old = net.layers[i]
+    odd = replace(net, layers=net.layers[:i] + [Softsign(old.name, old.inputs, old.output)] + net.layers[i + 1:])
+    with pytest.raises(SolverError, match=rf"{old.name!r} \(Softsign\).*maxpool, relu, sigmoid, tanh"):
+        lower(odd)
