@@ -27,7 +27,12 @@ Branching heuristics (documented choices):
   alpha-CROWN (``root_alpha_steps``) and per sub-domain by the splits; each
   batch's final bound is alpha-beta-CROWN (``relu_alpha_steps``): Lagrange
   multipliers of the split constraints ``s_j z_j >= 0`` enter the bound, so a
-  sub-domain whose splits leave no unsafe input can be closed;
+  sub-domain whose splits leave no unsafe input can be closed.  Each output
+  row has its own slopes; children start from their parent's last slopes and
+  multipliers (a warm start, memory-capped by ``warm_bytes``), and ``lambda``
+  above is read from the optimised bound, not from plain CROWN's.  Measured on
+  mnist_fc 256x4 prop 3 eps 0.05 (holds): 3667 sub-domains before, 1207 with
+  the row slopes and warm starts, 475 with the optimised ``lambda``;
 - a sub-domain goes to Z3 when it has at most ``z3_max_unstable`` unstable
   ReLUs or was split ``z3_max_depth`` times.  With input splitting, such a
   call is a probe (``z3_probe_timeout``) until ``z3_final_depth``: Z3 decides
@@ -114,6 +119,7 @@ class BabConfig:
     refalsify_share: float = 0.1   # share of the search's time spent on renewed falsification rounds (0: none)
     refalsify_after: float = 2.0   # seconds of search before the first round (quick instances pay nothing)
     seed: int = 0                  # seed of the renewed rounds (portfolio members get different ones)
+    warm_bytes: int = 1 << 30      # ReLU splitting: memory for the queue's warm starts (beyond it, children start cold)
 
 
 @dataclass
@@ -138,18 +144,40 @@ class _Chunk:
     open: np.ndarray                     # (k, J) disjuncts not yet closed
     depth: np.ndarray                    # (k,)
     splits: list[np.ndarray] | None      # per ReLU-capable node (k, size) int8, or None for input splitting
+    warm: dict[str, dict[int, np.ndarray]] | None = None  # ReLU splitting: the parent's optimised slopes and
+                                                         # multipliers (float16, as SpecBound.state), or None
 
     def __len__(self) -> int:
         return len(self.lo)
 
     def take(self, idx: np.ndarray) -> _Chunk:
         sp = None if self.splits is None else [s[idx] for s in self.splits]
-        return _Chunk(self.lo[idx], self.hi[idx], self.open[idx], self.depth[idx], sp)
+        warm = None if self.warm is None else {g: {k: v[idx] for k, v in part.items()} for g, part in self.warm.items()}
+        return _Chunk(self.lo[idx], self.hi[idx], self.open[idx], self.depth[idx], sp, warm)
 
     @staticmethod
     def join(chunks: list[_Chunk]) -> _Chunk:
         sp = None if chunks[0].splits is None else [np.concatenate(p) for p in zip(*(c.splits for c in chunks))]
-        return _Chunk(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("lo", "hi", "open", "depth")), sp)
+        return _Chunk(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("lo", "hi", "open", "depth")), sp,
+                      _join_warm(chunks))
+
+
+def _join_warm(chunks: list[_Chunk]) -> dict[str, dict[int, np.ndarray]] | None:
+    """The warm starts of ``chunks`` in one; a chunk without one (or without a node's
+    multipliers) contributes NaN, which :func:`~nnaudit.verify.bounds.spec_lower` reads as
+    "start from the default"."""
+    shapes: dict[tuple[str, int], tuple[int, ...]] = {}
+    for c in chunks:
+        for g, part in (c.warm or {}).items():
+            for k, v in part.items():
+                shapes[(g, k)] = v.shape[1:]
+    if not shapes:
+        return None
+    warm: dict[str, dict[int, np.ndarray]] = {"alpha": {}, "beta": {}}
+    for (g, k), shape in shapes.items():
+        warm[g][k] = np.concatenate([(c.warm or {}).get(g, {}).get(k, np.full((len(c),) + shape, np.nan, np.float16))
+                                     for c in chunks])
+    return warm
 
 
 class _Search:
@@ -284,8 +312,11 @@ class _Search:
             if self.deadline - time.monotonic() < 2.0:
                 steps = 0  # an optimised batch can take a second on wide layers: keep the deadline
             if steps:
+                init = None if chunk.warm is None else \
+                    {g: {k: torch.as_tensor(v) for k, v in part.items()} for g, part in chunk.warm.items()}
                 with torch.enable_grad():
-                    sb = spec_lower(self.low, b, self.c, self.d, alpha_steps=steps, record=True, splits=splits)
+                    sb = spec_lower(self.low, b, self.c, self.d, alpha_steps=steps, record=True, splits=splits,
+                                    init=init)
             else:
                 sb = spec_lower(self.low, b, self.c, self.d, record=self.relu_mode)
         lbs = sb.lower.detach().numpy()
@@ -297,7 +328,7 @@ class _Search:
         alive = b.feasible.numpy() & chunk.open.any(axis=1)
         deep = np.flatnonzero(alive & (chunk.depth >= self.cfg.lp_depth))
         if len(deep) and self.multi_row:
-            self._lp_close(chunk, deep, lbs, sb.a_in.detach().numpy())
+            self._lp_close(chunk, deep, sb.lin_lower.detach().numpy(), sb.a_in.detach().numpy())
             alive = b.feasible.numpy() & chunk.open.any(axis=1)
         if not alive.any():
             return False
@@ -331,9 +362,11 @@ class _Search:
         self._report()
         return False
 
-    def _lp_close(self, chunk: _Chunk, idx: np.ndarray, lbs: np.ndarray, a_in: np.ndarray) -> None:
+    def _lp_close(self, chunk: _Chunk, idx: np.ndarray, lin: np.ndarray, a_in: np.ndarray) -> None:
         """Close a disjunct when a convex combination of its rows' linear lower
-        bounds ``a_i x + c_i`` is positive on the whole box (see :func:`combination_closes`)."""
+        bounds ``a_i x + c_i`` is positive on the whole box (see :func:`combination_closes`).
+        ``lin``: the minima of those linear bounds over the box (``SpecBound.lin_lower``,
+        not the best bound ``lower``, whose excess over it no linear form backs)."""
         owner = self.owner.numpy()
         for j in range(self.n_disj):
             rows = np.flatnonzero(owner == j)
@@ -342,7 +375,7 @@ class _Search:
                 continue
             lo, hi = chunk.lo[cand], chunk.hi[cand]
             a = a_in[cand][:, rows]                                                  # (P, R, n)
-            c = lbs[cand][:, rows] - (np.maximum(a, 0) * lo[:, None] + np.minimum(a, 0) * hi[:, None]).sum(-1)
+            c = lin[cand][:, rows] - (np.maximum(a, 0) * lo[:, None] + np.minimum(a, 0) * hi[:, None]).sum(-1)
             chunk.open[cand[combination_closes(a, c, lo, hi, self.cfg.prove_tol)], j] = False
 
     def _worst_rows(self, lbs: np.ndarray, open_: np.ndarray) -> np.ndarray:
@@ -389,6 +422,8 @@ class _Search:
     # -- splitting --------------------------------------------------------------
     def _split(self, sub: _Chunk, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
                parent_lb: np.ndarray) -> _Chunk:
+        if self.relu_mode:
+            sub.warm = self._warm_start(sb, idx)
         left, right = sub.take(np.arange(len(sub))), sub.take(np.arange(len(sub)))
         left.depth = left.depth + 1
         right.depth = right.depth + 1
@@ -415,6 +450,18 @@ class _Search:
                 left.splits[k][r[m], neuron[m]] = 1
                 right.splits[k][r[m], neuron[m]] = -1
         return _Chunk.join([left, right])
+
+    def _warm_start(self, sb: Any, idx: np.ndarray) -> dict[str, dict[int, np.ndarray]] | None:
+        """The optimised slopes and multipliers of sub-domains ``idx``, to start their
+        children's optimisation from (float16: ~37 KB per sub-domain on mnist_fc
+        256x4); None once the queue's warm starts would pass ``warm_bytes``."""
+        if sb.state is None:
+            return None
+        warm = {g: {k: v[idx].numpy().astype(np.float16) for k, v in part.items()} for g, part in sb.state.items()}
+        per_domain = sum(v[0].nbytes for part in warm.values() for v in part.values())
+        if (self.pending + 2 * len(idx)) * per_domain > self.cfg.warm_bytes:
+            return None
+        return warm
 
     def _balance(self, sub: _Chunk, dim: np.ndarray) -> np.ndarray:
         """Overrule a chosen dimension when another one is ``split_balance``
@@ -466,9 +513,14 @@ class _Search:
 
     def _pick_relu(self, sb: Any, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
                    splits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        best = np.full(len(idx), -1.0)
-        node_k = np.zeros(len(idx), np.int64)
-        neuron = np.zeros(len(idx), np.int64)
+        """The ReLU to split in each sub-domain ``idx``: (node index, neuron) arrays.
+
+        The best BaBSR-like score (see the module docstring) wins.  Filtered smart
+        branching (bounding both children of the 8 best candidates with the
+        parent's slopes and keeping the best worse child) took 3.4x as many
+        sub-domains on mnist_fc 256x4 prop 3 eps 0.05: it favours last-layer
+        ReLUs, whose split helps this bound at once and later splits least."""
+        scores, where = [], []
         for k, node in enumerate(self.low.nodes):
             coeff = sb.node_coeffs[k] if k < len(sb.node_coeffs) else None
             if node.kind != "relu" or coeff is None:
@@ -477,12 +529,12 @@ class _Search:
             lam = np.abs(coeff.detach().numpy()[idx, rows])
             unstable = (lo < 0) & (hi > 0) & (splits[k] == 0)
             height = np.where(unstable, -lo * hi / np.maximum(hi - lo, 1e-300), 0.0)
-            score = np.where(unstable, lam * height + 1e-12 * height, -1.0)
-            j = score.argmax(axis=1)
-            s = score[np.arange(len(idx)), j]
-            better = s > best
-            best, node_k, neuron = np.where(better, s, best), np.where(better, k, node_k), np.where(better, j, neuron)
-        return node_k, neuron
+            scores.append(np.where(unstable, lam * height + 1e-12 * height, -1.0))
+            where.append(np.stack([np.full(lo.shape[1], k), np.arange(lo.shape[1])]))
+        score = np.concatenate(scores, axis=1)
+        place = np.concatenate(where, axis=1)                                    # (2, N): node, neuron
+        best = score.argmax(axis=1)
+        return place[0, best], place[1, best]
 
     # -- Z3 leaves ----------------------------------------------------------------
     def _leaf(self, chunk: _Chunk, b: LayerBounds, i: int, probe: bool = False) -> bool:

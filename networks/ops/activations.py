@@ -81,11 +81,14 @@ class Relu(_Activation):
     def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
                       in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive coefficients take the lower line ``sl * z``, negative ones the
-        upper line ``su * z + bu``."""
+        upper line ``su * z + bu``.  The relaxation is ``(D, n)`` per tensor, or
+        ``(D, r, n)`` / ``(D, 1, n)`` with one lower slope per row of ``a``."""
         import torch
 
         sl, su, bu = relax
         an = a.clamp(max=0)
+        if sl.ndim == 3:  # per-row slopes (D, r, n); su, bu (D, 1, n)
+            return torch.addcmul(a * sl, an, su - sl), (an * bu).sum(-1)
         const = (an @ bu[:, :, None])[..., 0]
         if torch.is_grad_enabled():
             return torch.addcmul(a * sl[:, None, :], an, (su - sl)[:, None, :]), const

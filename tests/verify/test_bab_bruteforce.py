@@ -34,18 +34,24 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), quantile=st.sampled_from([-0.05, 0.0, 0.002, 0.3, 1.05]))
-@example(seed=2810, quantile=-0.05)  # ReLU splitting timed out here before its Z3 probes at depth
-def test_verdicts_agree_with_grid(mode: str, seed: int, quantile: float, tmp_path) -> None:
-    path = verify_nets.mlp(tmp_path, seed, (2, 8, 8, 2))
+def _net_box_grid(tmp_path, seed: int, sizes: tuple[int, ...]):
+    """A random 2-input MLP, a random box, and its outputs on a 161 x 161 grid of the box."""
+    path = verify_nets.mlp(tmp_path, seed, sizes)
     net = load(path)
     rng = np.random.default_rng(seed)
     lo = rng.uniform(-1, 0.5, 2)
     hi = lo + rng.uniform(0.1, 1.0, 2)
     g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 161), np.linspace(lo[1], hi[1], 161)), -1).reshape(-1, 2)
-    diff = net.evaluate(g) @ np.array([1.0, -1.0])
+    return path, net, lo, hi, net.evaluate(g)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), quantile=st.sampled_from([-0.05, 0.0, 0.002, 0.3, 1.05]))
+@example(seed=2810, quantile=-0.05)  # ReLU splitting timed out here before its Z3 probes at depth
+def test_verdicts_agree_with_grid(mode: str, seed: int, quantile: float, tmp_path) -> None:
+    path, net, lo, hi, y = _net_box_grid(tmp_path, seed, (2, 8, 8, 2))
+    diff = y @ np.array([1.0, -1.0])
     span = diff.max() - diff.min()
     t = diff.min() + quantile * span                      # unsafe: y0 - y1 <= t
     prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
@@ -108,6 +114,66 @@ def test_a_z3_probe_that_runs_out_splits_on(tmp_path) -> None:
     assert probing.verdict is Verdict.HOLDS and probing.z3_calls >= 1
     stuck = verify_property(net, prop, config=replace(BASE, bab=replace(base, z3_final_depth=1)))
     assert stuck.verdict is Verdict.UNKNOWN and "undecided by Z3" in stuck.message
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), slack=st.sampled_from([-0.05, 0.0, 0.05, 0.3]))
+def test_relu_splitting_with_several_disjuncts_agrees_with_grid(seed: int, slack: float, tmp_path) -> None:
+    """ReLU splitting on "class 0 beats the others by ``t``" (two disjuncts, each row with its
+    own slopes, warm starts joined across sub-domains that closed different disjuncts)."""
+    path, net, lo, hi, y = _net_box_grid(tmp_path, seed, (2, 10, 10, 3))
+    gap = np.minimum(y[:, 0] - y[:, 1], y[:, 0] - y[:, 2])
+    span = gap.max() - gap.min()
+    t = float(gap.min() + slack * span)                    # unsafe: y0 - yk <= t for k = 1 or 2
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0, 0.0]]), np.array([-t])),
+                                    (np.array([[1.0, 0.0, -1.0]]), np.array([-t]))])
+    res = verify_property(net, prop, config=MODES["relu-split"])
+    grid_violates = bool((gap - t <= -1e-6 * (1 + span)).any())
+    if res.verdict is Verdict.HOLDS:
+        assert not grid_violates, "holds contradicted by the grid"
+    if res.verdict is Verdict.VIOLATED:
+        assert counterexample_ok(path, prop, res.counterexample.x)
+    if grid_violates:
+        assert res.verdict is Verdict.VIOLATED
+    elif gap.min() - t > 1e-3 * (1 + span):
+        assert res.verdict is Verdict.HOLDS
+
+
+def test_warm_starts_join_across_chunks_with_nan_for_missing_parts() -> None:
+    from nnaudit.verify.bab import _Chunk
+
+    def chunk(k: int, warm):
+        return _Chunk(np.zeros((k, 2)), np.ones((k, 2)), np.ones((k, 2), bool), np.zeros(k, np.int64),
+                      [np.zeros((k, 3), np.int8)], warm)
+
+    a = chunk(2, {"alpha": {0: np.full((2, 1, 3), 0.5, np.float16)}, "beta": {0: np.ones((2, 1, 3), np.float16)}})
+    b = chunk(1, None)
+    c = chunk(1, {"alpha": {0: np.zeros((1, 1, 3), np.float16)}, "beta": {}})
+    j = _Chunk.join([a, b, c])
+    assert j.warm["alpha"][0].shape == (4, 1, 3) and j.warm["beta"][0].shape == (4, 1, 3)
+    assert np.all(j.warm["alpha"][0][:2] == 0.5) and np.isnan(j.warm["alpha"][0][2]).all()
+    assert np.all(j.warm["alpha"][0][3] == 0) and np.isnan(j.warm["beta"][0][2:]).all()
+    t = j.take(np.array([3, 0]))
+    assert np.all(t.warm["alpha"][0][0] == 0) and np.all(t.warm["beta"][0][1] == 1)
+    assert _Chunk.join([b, b]).warm is None
+
+
+def test_targeted_margins_are_per_disjunct_and_never_below_the_region_margin() -> None:
+    import torch
+
+    from nnaudit.verify.falsify import torch_margin
+    from nnaudit.verify.spec import Region
+
+    region = Region(((np.array([[1.0, -1.0, 0.0]]), np.array([0.0])),
+                     (np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), np.array([0.5, -2.0]))))
+    y = np.random.default_rng(0).normal(size=(6, 3))
+    per = np.stack([(y @ c.T + d).max(axis=1) for c, d in region.disjuncts], 1)
+    whole = region.margin(y)
+    targets = np.array([0, 1, 2, 0, 1, 2])
+    got = torch_margin(region, targets)(torch.as_tensor(y, dtype=torch.float32)).numpy()
+    want = np.where(targets == 2, whole, per[np.arange(6), np.minimum(targets, 1)])
+    assert np.allclose(got, want, atol=1e-5) and np.all(got >= whole - 1e-5)
+    assert np.allclose(torch_margin(region)(torch.as_tensor(y, dtype=torch.float32)).numpy(), whole, atol=1e-5)
 
 
 def test_falsification_goes_on_during_the_search(tmp_path) -> None:
