@@ -37,8 +37,8 @@ EMPTY_TOL = 1e-7
 #: intermediate ReLU bounds are refined per (sub-domain, neuron) pair, not per neuron of the whole
 #: batch, when the pairs are at most this share of the batch-wide rows (gathers cost a little more per row)
 PAIRS_SHARE = 0.7
-#: with ``parent`` bounds and splits, refine a node's bounds only in the sub-domains split
-#: before it (elsewhere the refinement reproduces the parent's bounds)
+#: with ``parent`` bounds of the same boxes and splits, refine a node's bounds only in the
+#: sub-domains split before it (elsewhere the refinement reproduces the parent's bounds)
 SKIP_UNSPLIT = True
 
 
@@ -216,7 +216,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     """Bounds of every node for ``D`` boxes ``x_lo``/``x_hi`` ``(D, n_in)``.
 
     ``splits[k]`` ``(D, size_k)`` in {-1, 0, +1} fixes ReLU phases (+1: z >= 0,
-    -1: z <= 0); ``parent`` (same D) holds bounds of enclosing domains to
+    -1: z <= 0); ``parent`` (same D, or 1) holds bounds of enclosing domains to
     intersect with.  ``intermediate``: how pre-activation bounds are computed
     with ``method="crown"``: ``"auto"``/``"backward"`` (backward substitution per
     node, tighter) or ``"forward"`` (forward symbolic linear bounds, cheaper and
@@ -246,7 +246,8 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
         lin_l, lin_u = [eye], [eye]
     # with parent bounds of the same box, a node's backward bound can only improve on them
     # where a split before it changed a relaxation: the others' refinement is skipped
-    skip = SKIP_UNSPLIT and parent is not None and splits is not None
+    skip = (SKIP_UNSPLIT and parent is not None and splits is not None
+            and bool((parent.x_lo == x_lo).all()) and bool((parent.x_hi == x_hi).all()))
     changed = torch.zeros(d, dtype=torch.bool) if skip else None
     for k, node in enumerate(low.nodes):
         if changed is not None and k > 0 and splits[k - 1] is not None:

@@ -196,3 +196,23 @@ def test_refinement_under_a_parent_skips_only_what_cannot_improve(share: float, 
         ok = _satisfy(low, [s[i:i + 1] for s in splits], pts)
         for k, pre in enumerate(pres):
             assert np.all(pre[ok] >= b.pre_lo[k][i].numpy() - 1e-9) and np.all(pre[ok] <= b.pre_hi[k][i].numpy() + 1e-9)
+
+
+def test_a_parent_of_a_larger_box_refines_every_sub_domain(tmp_path, monkeypatch) -> None:
+    """The skip needs the parent's box to be the sub-domain's: under a larger one, unsplit
+    sub-domains still tighten (here: no splits at all, so the skip would keep the parent's)."""
+    from nnaudit.verify import bounds as bounds_mod
+
+    low = _mlp(tmp_path, 5, (3, 12, 12, 4))
+    with torch.no_grad():
+        root = compute_bounds(low, torch.full((1, 3), -1.0, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64))
+    small_lo, small_hi = torch.full((2, 3), -0.3, dtype=torch.float64), torch.full((2, 3), 0.2, dtype=torch.float64)
+    none = [torch.zeros(2, n.pre.size, dtype=torch.int8) for n in low.nodes]
+    results = {}
+    for skip in (True, False):
+        monkeypatch.setattr(bounds_mod, "SKIP_UNSPLIT", skip)
+        with torch.no_grad():
+            results[skip] = compute_bounds(low, small_lo, small_hi, splits=none, parent=root, intermediate="backward")
+    assert torch.equal(results[True].pre_hi[1], results[False].pre_hi[1])
+    assert bool((results[True].pre_hi[1] < root.pre_hi[1] - 1e-6).any())
+
