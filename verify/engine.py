@@ -111,7 +111,8 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         stats["subdomains"] += out.subdomains
         stats["z3_calls"] += out.z3_calls
         stats["z3_time_s"] += out.z3_time_s
-        log.info("case %d/%d: %s after %d sub-domains", i + 1, len(spec.cases), out.status, out.subdomains)
+        log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns)", i + 1, len(spec.cases),
+                 out.status, out.subdomains, out.phase_closed)
         if out.status == "violated":
             return result(Verdict.VIOLATED, out.counterexample, out.message)
         if out.status != "holds":

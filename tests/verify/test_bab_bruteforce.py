@@ -26,6 +26,8 @@ MODES = {
     "input-split": BASE,
     # the two input-split heuristics raced in two processes
     "portfolio": replace(BASE, bab=replace(BASE.bab, workers=2)),
+    # sub-domains with few unstable ReLUs closed by an LP per phase pattern, from the root on
+    "phases": replace(BASE, bab=replace(BASE.bab, phase_depth=0, phase_max_unstable=8)),
     "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),
     "z3-only": replace(BASE, bab=replace(BASE.bab, z3_max_unstable=1000)),
     # every Z3 probe runs out at once: sub-domains sent to Z3 for their depth are split on instead
@@ -203,7 +205,7 @@ def test_falsification_goes_on_during_the_search(tmp_path) -> None:
 def test_a_combination_of_rows_closes_what_no_single_row_does() -> None:
     """Rows ``x + 0.5`` and ``0.5 - x`` on [-1, 1]: each is negative somewhere,
     their average is 0.5 everywhere, so the conjunction of both <= 0 is empty."""
-    from nnaudit.verify.bab import combination_closes
+    from nnaudit.verify.phases import combination_closes
 
     a = np.array([[[1.0], [-1.0]]])
     c = np.array([[0.5, 0.5]])
@@ -219,7 +221,7 @@ def test_combination_closes_only_boxes_where_some_row_is_positive_everywhere(see
     and the cheap pre-check never skips an LP that would have closed (compared with the LP alone)."""
     from scipy.optimize import linprog
 
-    from nnaudit.verify.bab import _best_combination, combination_closes
+    from nnaudit.verify.phases import _best_combination, combination_closes
 
     rng = np.random.default_rng(seed)
     p = 6
