@@ -219,9 +219,17 @@ def resolve_device(device: str) -> torch.device:
 
 
 def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The network as a float32 torch function ``(b, *input_shape) -> (b, K)`` (cached per device)."""
+    """The network as a float32 torch function ``(b, *input_shape) -> (b, K)`` (cached per device):
+    a :class:`~nnaudit.networks.torch_chain.DenseChain` where the network is a chain of dense
+    layers and ReLUs (attacks then take its hand-written gradients), else the IR's module."""
+    from nnaudit.networks.torch_chain import DenseChain
+
     key = f"attack-logits:{device}"
     if key not in net._torch_cache:
+        chain = DenseChain.of(net, device)
+        if chain is not None:
+            net._torch_cache[key] = chain
+            return chain
         module = net.to_torch(str(device))
         module.eval()
         for p in module.parameters():
@@ -229,6 +237,23 @@ def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor],
         flat = len(net.output_shape) == 1  # already (b, K): no reshape (one autograd node less per pass)
         net._torch_cache[key] = module if flat else (lambda t: module(t).reshape(t.shape[0], -1))
     return net._torch_cache[key]
+
+
+def logits_and_vjp(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+                   ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Logits ``(B, K)`` of ``x`` and a function from a seed ``(B, K)`` to the gradient of
+    ``sum(seed * logits)`` w.r.t. ``x``: by hand for a dense chain (no autograd graph), else
+    by autograd.  The logits carry no graph either way (detached)."""
+    import torch
+
+    from nnaudit.networks.torch_chain import DenseChain
+
+    if isinstance(model, DenseChain):
+        logits, tape = model.with_tape(x.detach())
+        return logits, lambda seed: model.input_grad(tape, seed)
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    return logits.detach(), lambda seed: torch.autograd.grad(logits, x, seed)[0]
 
 
 def onnx_reference(net: Network) -> Any:

@@ -40,7 +40,7 @@ from enum import Enum
 import torch
 
 from nnaudit.attacks import geometry
-from nnaudit.attacks.base import Attack
+from nnaudit.attacks.base import Attack, logits_and_vjp
 from nnaudit.attacks.criteria import Criterion
 from nnaudit.attacks.iterates import Best, Flight, Rows
 from nnaudit.attacks.threat import Norm, ThreatModel
@@ -180,17 +180,16 @@ class PGD(Attack):
         """
         rows, computed = flight.rows, len(flight)
         assert rows is not None and flight.adv is not None
-        adv = flight.adv.requires_grad_(True)
-        logits = model(adv)
+        adv = flight.adv
+        logits, vjp = logits_and_vjp(model, adv)
         with torch.no_grad():
             keep = self._record(flight, adv, logits, rows.crit.is_adversarial(logits), best)
         if keep is not None and len(keep) == 0:
             flight.clear()
             return computed
-        output, seed, sign = _backward_seed(self.config.loss, rows.crit, logits)
-        (grad,) = torch.autograd.grad(output, adv, seed)
+        seed, sign = _logit_seed(self.config.loss, rows.crit, logits)
+        grad = vjp(seed)
         with torch.no_grad():
-            flight.adv = adv.detach()
             self._move(flight, grad, sign, threat)  # done rows too (kept already): cheaper than dropping their gradients
             if keep is not None:
                 flight.take(keep)
@@ -294,15 +293,13 @@ class PGD(Attack):
         live = torch.ones(len(adv), dtype=torch.bool, device=adv.device)
         spent = torch.zeros((), dtype=torch.int64, device=adv.device)
         for i in range(cfg.steps):
-            adv.requires_grad_(True)
-            logits = model(adv)
+            logits, vjp = logits_and_vjp(model, adv)
             with torch.no_grad():
                 spent += live.sum()
                 live &= rows.crit.not_adversarial(logits)
-            output, seed, sign = _backward_seed(cfg.loss, rows.crit, logits)
-            (grad,) = torch.autograd.grad(output, adv, seed)
+            seed, sign = _logit_seed(cfg.loss, rows.crit, logits)
+            grad = vjp(seed)
             with torch.no_grad():
-                adv = adv.detach()
                 mask = live.view(-1, *([1] * (adv.dim() - 1)))
                 grad.mul_(mask)
                 old = adv.clone() if rows.box is None else None
@@ -326,23 +323,23 @@ class PGD(Attack):
         return int(spent)
 
 
-def _backward_seed(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """What PGD differentiates, as ``(output, grad_output)`` for
-    ``torch.autograd.grad(output, adv, grad_output)``, and the sign of the step
-    (1: descend the loss, -1: ascend it).
+def _logit_seed(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The gradient of the summed loss w.r.t. the (detached) logits, which seeds the
+    backward pass to the input, and the sign of the step (1: descend the loss, -1:
+    ascend it).
 
-    Cross-entropy, the common case, seeds the backward pass at the logits with
-    its closed-form gradient (:meth:`Criterion.ce_gradient`): no loss node in
-    the graph (differentiating ``F.cross_entropy`` costs several times as much
-    on a small batch on the CPU) and no negation: untargeted cross-entropy is
-    ascended (sign -1), targeted descended.  Other losses differentiate the sum
-    of their per-sample losses, descended.
+    Cross-entropy, the common case, has its closed form (:meth:`Criterion.ce_gradient`):
+    no autograd at all (differentiating ``F.cross_entropy`` costs several times as much
+    on a small batch on the CPU) and no negation: untargeted cross-entropy is ascended
+    (sign -1), targeted descended.  Other losses are differentiated by autograd from
+    the logits on, descended.
     """
     if Loss(loss) is Loss.CE:
         with torch.no_grad():
-            seed = crit.ce_gradient(logits.detach())
-        return logits, seed, (1.0 if crit.targeted else -1.0)
-    return loss_fn(loss)(crit, logits).sum(), None, 1.0
+            return crit.ce_gradient(logits), (1.0 if crit.targeted else -1.0)
+    leaf = logits.detach().requires_grad_(True)
+    (seed,) = torch.autograd.grad(loss_fn(loss)(crit, leaf).sum(), leaf)
+    return seed, 1.0
 
 
 def _first_per_sample(pick: torch.Tensor, idx: torch.Tensor, batch: int) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """Benchmark: nnaudit's PGD and CW against torchattacks, side by side in one run.
 
-Same zoo networks (the torch module nnaudit builds from each ONNX file is
-handed to torchattacks too), same data (bundled digits, test split), same
+Same zoo networks (the float32 torch function nnaudit builds from each ONNX
+file is handed to torchattacks too: for digits-ffn its dense-chain form,
+:mod:`nnaudit.networks.torch_chain`, whose forward pass is ``addmm`` and
+``relu``; nnaudit's PGD also takes that form's hand-written input gradient,
+torchattacks differentiates it by autograd), same data (bundled digits, test split), same
 eps, steps, step size and seed, same number of torch threads.  Every
 adversarial example of BOTH tools is judged by onnxruntime on the original
 ONNX file, so robust accuracies are comparable.  Prints and writes
