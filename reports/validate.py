@@ -228,7 +228,7 @@ COUNTEREXAMPLE = Obj({"x": NUMS, "y": NUMS, "input_shape": Nullable(INTS)}, requ
 INSTANCE = Obj({
     "model": STR, "property": STR, "verdict": Enum(VERIFY_VERDICTS), "time_s": OPT_NUM,
     "phases": MapOf(OPT_NUM), "subdomains": OPT_INT, "z3_calls": OPT_INT, "z3_time_s": OPT_NUM,
-    "counterexample": Nullable(COUNTEREXAMPLE), "message": OPT_STR,
+    "phase_closed": OPT_INT, "counterexample": Nullable(COUNTEREXAMPLE), "message": OPT_STR,
 }, required=("model", "property", "verdict"))
 VERIFY = {"instances": ListOf(INSTANCE)}
 VERIFY_REQUIRED = ("instances",)

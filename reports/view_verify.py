@@ -59,6 +59,8 @@ def _row(source: Source, i: int, inst: dict[str, Any], gallery: Gallery) -> dict
         "anchor": f"{source.ident}-inst{i}", "model": inst["model"], "property": inst["property"],
         "verdict": inst["verdict"], "time": fmt(inst.get("time_s"), 3),
         "phases": ", ".join(f"{k} {fmt(v, 3)}" for k, v in phases.items()) or "–",
-        "subdomains": fmt(inst.get("subdomains")), "z3": f"{fmt(inst.get('z3_calls'))} / {fmt(inst.get('z3_time_s'), 3)} s",
+        "subdomains": fmt(inst.get("subdomains")) + (f" ({inst['phase_closed']} closed by phases)"
+                                                      if inst.get("phase_closed") else ""),
+        "z3": f"{fmt(inst.get('z3_calls'))} / {fmt(inst.get('z3_time_s'), 3)} s",
         "message": inst.get("message") or "", "counterexample": anchor,
     }

@@ -108,7 +108,9 @@ class BabConfig:
 
     batch: int = 512               # sub-domains bounded per torch call (input splitting)
     batch_relu: int = 48           # the same for ReLU splitting (wide layers: memory and time per call)
-    max_domains: int = 300_000     # queue cap; past it the answer is unknown (memory stays bounded)
+    max_domains: int = 300_000     # queue cap; past it the answer is unknown (memory stays bounded) ...
+    max_queue_bytes: int = 2 << 30  # ... and the same cap in bytes of queued boxes, phases and depths (a ReLU-split
+                                    # MNIST sub-domain carries 14 KB; warm starts have their own cap, warm_bytes)
     input_split_dims: int = 32     # split inputs when the network has at most this many, else ReLUs
     z3_max_unstable: int = -1      # input splitting: a sub-domain with at most this many unstable ReLUs goes to Z3
     z3_max_unstable_relu: int = 0  # ReLU splitting: the same threshold
@@ -215,6 +217,10 @@ class _Search:
         self.out = BabOutcome("unknown")
         self.queue: list[_Chunk] = []
         self.pending = 0
+        n_relu = sum(n.pre.size for n in low.nodes) if self.relu_mode else 0
+        # per queued sub-domain: its box (float64), open disjuncts (bool), depth (int64), phases (int8)
+        self.domain_bytes = 16 * low.input_size + self.n_disj + 8 + n_relu
+        self.queue_cap = min(config.max_domains, max(1, config.max_queue_bytes // self.domain_bytes))
         self.unknown_leaves = 0
         self.pool: Any = None
         self.root: LayerBounds | None = None
@@ -225,6 +231,7 @@ class _Search:
         self.refalsify_spent = 0.0
         self.refalsify_rounds = 0
         self.refalsify_last = 0.0  # seconds the last round took
+        self.batch_s = 0.0  # seconds the last batch's bounds took (not counting the root's, bounded once)
 
     # -- main loop ----------------------------------------------------------
     def run(self) -> BabOutcome:
@@ -237,7 +244,9 @@ class _Search:
         self._push(first)
         try:
             while self.queue or self.futures:
-                if time.monotonic() > self.deadline:
+                # a batch whose bounds cannot end by the deadline is not started (a wide
+                # network's batch takes up to a second, and its answer would come after it)
+                if time.monotonic() + self.batch_s > self.deadline:
                     return self._finish("timeout", "deadline reached")
                 if self._collect() or self._refalsify():
                     return self.out
@@ -316,6 +325,7 @@ class _Search:
     def _step(self, chunk: _Chunk) -> bool:
         """Bound, probe, and dispatch one batch; True when the search is over."""
         self.out.subdomains += len(chunk)
+        started, at_root = time.monotonic(), self.relu_mode and self.root is None
         x_lo, x_hi = torch.as_tensor(chunk.lo), torch.as_tensor(chunk.hi)
         splits = None if chunk.splits is None else [torch.as_tensor(s) for s in chunk.splits]
         with torch.no_grad():
@@ -340,6 +350,7 @@ class _Search:
             else:
                 sb = spec_lower(self.low, b, self.c, self.d, record=self.relu_mode)
         lbs = sb.lower.detach().numpy()
+        self.batch_s = 0.0 if at_root else time.monotonic() - started
         proved = lbs > self.cfg.prove_tol
         closed = np.zeros_like(chunk.open)
         for j in range(self.n_disj):
@@ -378,8 +389,9 @@ class _Search:
         rest = np.sort(np.concatenate([idx[~to_z3[idx]], np.asarray(deferred, np.int64)]))
         if len(rest):
             self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest], lbs[rest, worst_row[rest]]))
-            if self.pending > self.cfg.max_domains:
-                self._finish("unknown", f"more than {self.cfg.max_domains} open sub-domains (queue cap)")
+            if self.pending > self.queue_cap:
+                self._finish("unknown", f"more than {self.queue_cap} open sub-domains (queue cap: "
+                                        f"{self.queue_cap * self.domain_bytes / 2 ** 20:.0f} MiB)")
                 return True
         self._report()
         return False
@@ -791,11 +803,12 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
                     return out
                 outcomes.append(out)
         if len(outcomes) < len(members) or any(o.status == "timeout" for o in outcomes):
-            return BabOutcome("timeout", message="deadline reached",
-                              subdomains=sum(o.subdomains for o in outcomes))
+            return BabOutcome("timeout", message="deadline reached", subdomains=sum(o.subdomains for o in outcomes),
+                              phase_closed=sum(o.phase_closed for o in outcomes))
         return BabOutcome("unknown", message="; ".join(o.message for o in outcomes),
                           subdomains=sum(o.subdomains for o in outcomes),
-                          z3_calls=sum(o.z3_calls for o in outcomes), z3_time_s=sum(o.z3_time_s for o in outcomes))
+                          z3_calls=sum(o.z3_calls for o in outcomes), z3_time_s=sum(o.z3_time_s for o in outcomes),
+                          phase_closed=sum(o.phase_closed for o in outcomes))
     finally:
         for proc in procs:
             if proc.is_alive():

@@ -84,12 +84,13 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
     ort = OnnxRuntimeModel(net.source)
     low = lower(net)
     phases = {"falsify": 0.0, "bab": 0.0}
-    stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0}
+    stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0, "phase_closed": 0}
     prop_name = Path(prop).name if isinstance(prop, (str, os.PathLike)) else spec.name
 
     def result(verdict: Verdict, cex: Any = None, message: str = "") -> VerifyResult:
         return VerifyResult(Path(net.source).name, prop_name, verdict, time.monotonic() - start, dict(phases),
-                            stats["subdomains"], stats["z3_calls"], stats["z3_time_s"], cex, message)
+                            stats["subdomains"], stats["z3_calls"], stats["z3_time_s"], cex, message,
+                            stats["phase_closed"])
 
     t = time.monotonic()
     for box, region in spec.cases:
@@ -111,6 +112,7 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         stats["subdomains"] += out.subdomains
         stats["z3_calls"] += out.z3_calls
         stats["z3_time_s"] += out.z3_time_s
+        stats["phase_closed"] += out.phase_closed
         log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns)", i + 1, len(spec.cases),
                  out.status, out.subdomains, out.phase_closed)
         if out.status == "violated":

@@ -115,7 +115,7 @@ def closes_by_phases(low: Lowered, region: Region, lo: np.ndarray, hi: np.ndarra
     if sum(len(q) for q in unstable_neurons(pre)) > max_unstable:
         return False
     outputs, phases = pattern_forms(low, pre)
-    p, n = outputs.shape[0], low.input_size
+    n = low.input_size
     for j in open_disjuncts:
         c, d = region.disjuncts[int(j)]
         rows = outputs @ c.T                      # (P, n + 1, R): the forms of C y
@@ -154,13 +154,11 @@ def _values(lams: np.ndarray, forms: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     return w[:, n] + np.maximum(w[:, :n], 0) @ lo + np.minimum(w[:, :n], 0) @ hi
 
 
-def combination_closes(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float,
-                       stop_early: bool = False) -> np.ndarray:
+def combination_closes(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float) -> np.ndarray:
     """Which boxes have a convex combination of the linear functions ``a_i x + c_i``
     that exceeds ``tol`` everywhere in the box (so some ``a_i x + c_i`` is positive
     at every point): ``a`` ``(P, R, n)``, ``c`` ``(P, R)``, boxes ``lo``/``hi``
-    ``(P, n)``; returns a ``(P,)`` bool mask (with ``stop_early``, False from the
-    first box that does not close on, unexamined).
+    ``(P, n)``; returns a ``(P,)`` bool mask.
 
     The best combination comes from an LP (:func:`_best_combination`) and its
     value is re-evaluated exactly here.  That value is at most ``max_i (a_i p +
@@ -173,15 +171,11 @@ def combination_closes(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndar
     points = np.concatenate([np.where(a > 0, lo[:, None], hi[:, None]), (lo + hi)[:, None] / 2], axis=1)
     ceiling = (np.einsum("pqn,prn->pqr", points, a) + c[:, None, :]).max(-1).min(-1)
     closes = np.zeros(len(a), dtype=bool)
-    if stop_early and not (ceiling > tol).all():
-        return closes
     for k in np.flatnonzero(ceiling > tol):
         lam = _best_combination(linprog, a[k], c[k], lo[k], hi[k])
         if lam is not None:
             w = lam @ a[k]
             closes[k] = float(lam @ c[k] + np.maximum(w, 0) @ lo[k] + np.minimum(w, 0) @ hi[k]) > tol
-        if stop_early and not closes[k]:
-            break
     return closes
 
 

@@ -62,6 +62,7 @@ class VerifyResult:
     z3_time_s: float = 0.0
     counterexample: Counterexample | None = None
     message: str = ""
+    phase_closed: int = 0          # sub-domains closed exactly by their ReLU phase patterns' LPs
 
     def to_dict(self) -> dict[str, Any]:
         """One entry of the ``instances`` list of the ``verify`` result body."""
@@ -74,6 +75,7 @@ class VerifyResult:
             "subdomains": self.subdomains,
             "z3_calls": self.z3_calls,
             "z3_time_s": round(self.z3_time_s, 4),
+            "phase_closed": self.phase_closed,
             "counterexample": self.counterexample.to_dict() if self.counterexample is not None else None,
             "message": self.message,
         }

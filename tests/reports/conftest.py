@@ -99,6 +99,7 @@ def verify_doc() -> dict[str, Any]:
         instances.append({
             "model": "acas.onnx", "property": f"prop_{i}.vnnlib", "verdict": v, "time_s": 0.5 + i,
             "phases": {"falsify": 0.1, "bounds": 0.2}, "subdomains": 10 * i, "z3_calls": i, "z3_time_s": 0.01 * i,
+            "phase_closed": 3 if i == 5 else 0,
             "counterexample": {"x": [0.1, -0.2, 0.3, 0.0, 0.5], "y": [1.0, 0.2, 3.0, 0.1, 0.0], "input_shape": [5]}
             if v == "violated" else None,
             "message": "queue cap reached" if v == "unknown" else ""})

@@ -73,6 +73,7 @@ def test_every_section_and_count_is_present(full_report, schema_docs):
     assert f"48 regions on 3 images — {n_safe} safe, {n_unsafe} unsafe, {n_unknown} unknown" in full_report
     assert "acas.onnx — prop_1.vnnlib: VIOLATED" in full_report
     assert "acas.onnx — prop_0.vnnlib: HOLDS (proved)" in full_report
+    assert "50 (3 closed by phases)" in full_report
     assert "2 holds, 1 violated, 1 unknown, 1 timeout, 1 error" in full_report
     assert "x = [0.1, -0.2, 0.3, 0, 0.5]" in full_report and "y (onnxruntime) = [1, 0.2, 3, 0.1, 0]" in full_report
     assert "eps 0.05: <b>81.0%</b>" in full_report and "eps 0.1: <b>42.0%</b>" in full_report

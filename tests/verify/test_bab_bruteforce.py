@@ -239,3 +239,38 @@ def test_combination_closes_only_boxes_where_some_row_is_positive_everywhere(see
         w = lam @ a[k]
         lp_value = lam @ c[k] + np.maximum(w, 0) @ lo[k] + np.minimum(w, 0) @ hi[k]
         assert closes[k] == (lp_value > 1e-7)
+
+
+@pytest.mark.parametrize("cap", [{"max_domains": 3}, {"max_queue_bytes": 3 * (16 * 2 + 1 + 8)},
+                                 {"input_split_dims": 0, "max_queue_bytes": 3 * (16 * 2 + 1 + 8 + 16)}])
+def test_past_the_queue_cap_the_answer_is_unknown(cap: dict, tmp_path) -> None:
+    """The queue holds at most ``max_domains`` sub-domains and ``max_queue_bytes`` of them (box,
+    open disjuncts, depth, and with ReLU splitting one byte per ReLU: 16 here): past either, unknown."""
+    path, net, lo, hi, y = _net_box_grid(tmp_path, 14, (2, 8, 8, 2))
+    t = (y @ np.array([1.0, -1.0])).min() - 1e-4           # holds, by a hair: 33 (71 ReLU-split) sub-domains
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+    res = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, phase_max_unstable=0, **cap)))
+    assert res.verdict is Verdict.UNKNOWN and "more than 3 open sub-domains (queue cap" in res.message
+    assert verify_property(net, prop, config=BASE).verdict is Verdict.HOLDS
+
+
+def test_a_batch_whose_bounds_would_end_past_the_deadline_is_not_started(tmp_path) -> None:
+    """The search stops when the last batch's bounding time no longer fits before the deadline
+    (a wide network's batch takes up to a second)."""
+    import time
+
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.verify.bab import _Search
+    from nnaudit.verify.lower import lower
+    from nnaudit.verify.spec import Box, Region
+
+    path, net, lo, hi, y = _net_box_grid(tmp_path, 14, (2, 8, 8, 2))
+    t = (y @ np.array([1.0, -1.0])).min() - 1e-4
+    region = Region(((np.array([[1.0, -1.0]]), np.array([-t])),))
+    args = (lower(net), net, OnnxRuntimeModel(path), Box(lo, hi), region, BASE.bab)
+    search = _Search(*args, time.monotonic() + 5.0, None)
+    search.batch_s = 6.0
+    out = search.run()
+    assert out.status == "timeout" and out.subdomains == 0
+    search = _Search(*args, time.monotonic() + 30.0, None)
+    assert search.run().status == "holds" and 0.0 < search.batch_s < 5.0

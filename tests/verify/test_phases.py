@@ -132,3 +132,21 @@ def test_branch_and_bound_closes_sub_domains_by_phases_and_agrees_with_the_grid(
         outcomes[name] = run_bab(low, net, OnnxRuntimeModel(path), Box(lo, hi), region, cfg, time.monotonic() + 30)
     assert outcomes["above"].status == "holds" and outcomes["above"].phase_closed > 0
     assert outcomes["below"].status == "violated"
+
+
+def test_the_result_counts_the_sub_domains_closed_by_phases(tmp_path) -> None:
+    from dataclasses import replace
+
+    from nnaudit.verify.engine import VerifyConfig, verify_property
+    from nnaudit.verify.falsify import FalsifyConfig
+    from nnaudit.verify.spec import linear_property
+
+    net = load(verify_nets.mlp(tmp_path, 7, (2, 8, 8, 2)))
+    lo, hi = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
+    g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 201), np.linspace(-0.5, 0.5, 201)), -1).reshape(-1, 2)
+    t = (net.evaluate(g) @ np.array([1.0, -1.0])).min() - 1e-3
+    prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
+    base = VerifyConfig(timeout_s=30, falsify=FalsifyConfig(samples=1, pgd_starts=0))
+    res = verify_property(net, prop, config=replace(base, bab=replace(base.bab, phase_depth=0, phase_max_unstable=8)))
+    assert res.verdict.value == "holds" and res.phase_closed > 0
+    assert res.to_dict()["phase_closed"] == res.phase_closed
