@@ -71,3 +71,20 @@ def test_cuda_same_seed_same_result(digits_net):
     b = A.pgd(net, x, y, eps=0.05, steps=10, seed=3, device="cuda")
     np.testing.assert_array_equal(a.success, b.success)
     np.testing.assert_allclose(a.x_adv, b.x_adv, atol=1e-6)
+
+
+def test_cuda_pgd_through_a_dense_chain():
+    """digits-ffn is a chain of dense layers and ReLUs: on the GPU too PGD takes the chain's
+    hand-written gradient, and finds what it finds on the CPU (confirmed by onnxruntime)."""
+    from nnaudit.attacks.base import torch_logits
+    from nnaudit.networks import datasets, zoo
+    from nnaudit.networks.torch_chain import DenseChain
+
+    net = zoo.load("digits-ffn")
+    x, y = datasets.load_data("digits", tuple(net.input_shape), num_classes=net.output_size)
+    x, y = x[:96], y[:96]
+    assert isinstance(torch_logits(net, torch.device("cuda")), DenseChain)
+    gpu = A.pgd(net, x, y, eps=0.1, steps=20, seed=0, device="cuda")
+    cpu = A.pgd(net, x, y, eps=0.1, steps=20, seed=0, device="cpu", threads=1)
+    np.testing.assert_array_equal(gpu.success, OnnxRuntimeModel(net.source).predict(gpu.x_adv) != y)
+    assert gpu.success.sum() >= cpu.success.sum() - 2, (gpu.success.sum(), cpu.success.sum())
