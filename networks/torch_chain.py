@@ -77,7 +77,7 @@ class DenseChain:
         for s in self.steps:
             if s is None:
                 masks.append(h > 0)
-                h = h.clamp(min=0)
+                h = torch.relu(h)
             else:
                 h = torch.addmm(s[1], h, s[0])
         return h, masks

@@ -55,7 +55,7 @@ most ``phase_max_unstable`` unstable ReLUs is first offered to
 :mod:`nnaudit.verify.phases`, which closes it exactly where it is safe by one
 small LP per phase pattern (a certificate re-checked like any bound); what it
 cannot close goes on as before.  Z3 on such a leaf of ACAS Xu took 1.4-3.6 s
-(its encoding alone 1.1 s, more than a probe's time), the patterns 20-75 ms.
+(its encoding alone 1.1 s, more than a probe's time), the patterns ~4 ms.
 
 Falsification goes on during the search: after ``refalsify_after`` seconds,
 rounds of random sampling and PGD with fresh seeds take up to

@@ -58,8 +58,8 @@ def unstable_neurons(pre: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarra
     return out
 
 
-def pattern_forms(low: Lowered, pre: list[tuple[np.ndarray, np.ndarray]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def pattern_forms(low: Lowered, pre: list[tuple[np.ndarray, np.ndarray]],
+                  unstable: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The network's affine forms under every phase pattern of its unstable ReLUs.
 
     ``pre[k] = (lo, hi)``: node k's pre-activation bounds on the sub-domain
@@ -67,10 +67,11 @@ def pattern_forms(low: Lowered, pre: list[tuple[np.ndarray, np.ndarray]]
     ``outputs`` ``(P, n_in + 1, n_out)``, column j the output j as
     ``x @ g + h`` (last row: ``h``) under pattern p; ``phases`` ``(P, n_in + 1,
     U)``, the forms ``-s_j z_j`` that are ``<= 0`` exactly where pattern p's
-    phases hold.  ``P = 2 ** U`` for ``U`` unstable neurons.
+    phases hold.  ``P = 2 ** U`` for ``U`` unstable neurons (``unstable``: their
+    :func:`unstable_neurons`, when the caller has them already).
     """
     n = low.input_size
-    unstable = unstable_neurons(pre)
+    unstable = unstable_neurons(pre) if unstable is None else unstable
     count = sum(len(q) for q in unstable)
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=count)), dtype=np.float64).reshape(2 ** count, count)
     p = len(signs)
@@ -112,9 +113,10 @@ def closes_by_phases(low: Lowered, region: Region, lo: np.ndarray, hi: np.ndarra
     most ``2 ** U`` small LPs per disjunct, stopping at the first pattern that does
     not close.  Requires :func:`applies`.
     """
-    if sum(len(q) for q in unstable_neurons(pre)) > max_unstable:
+    unstable = unstable_neurons(pre)
+    if sum(len(q) for q in unstable) > max_unstable:
         return False
-    outputs, phases = pattern_forms(low, pre)
+    outputs, phases = pattern_forms(low, pre, unstable)
     n = low.input_size
     for j in open_disjuncts:
         c, d = region.disjuncts[int(j)]
@@ -174,8 +176,7 @@ def combination_closes(a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndar
     for k in np.flatnonzero(ceiling > tol):
         lam = _best_combination(linprog, a[k], c[k], lo[k], hi[k])
         if lam is not None:
-            w = lam @ a[k]
-            closes[k] = float(lam @ c[k] + np.maximum(w, 0) @ lo[k] + np.minimum(w, 0) @ hi[k]) > tol
+            closes[k] = _values(lam[None], np.concatenate([a[k], c[k][:, None]], axis=1), lo[k], hi[k])[0] > tol
     return closes
 
 
