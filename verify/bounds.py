@@ -40,6 +40,10 @@ PAIRS_SHARE = 0.7
 #: with ``parent`` bounds of the same boxes and splits, refine a node's bounds only in the
 #: sub-domains split before it (elsewhere the refinement reproduces the parent's bounds)
 SKIP_UNSPLIT = True
+#: :func:`compute_bounds` bounds at most this many sub-domains per pass and joins the parts: backward
+#: substitution's (D, rows, n) tensors of 512 ACAS Xu sub-domains (20 MB each) outgrow the cache, and
+#: a pass over them costs more per sub-domain than over 64 (ACAS Xu 4_7 prop 1, batches of 512: 26.7 s -> 20 s)
+BOUND_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -228,8 +232,15 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     """
     if method not in ("interval", "crown"):
         raise ValueError(f"expected method 'interval' or 'crown', got {method!r}")
-    mats = _Mats.get(low)
     d = x_lo.shape[0]
+    if d > BOUND_CHUNK and method == "crown":
+        return _joined([compute_bounds(low, x_lo[i:i + BOUND_CHUNK], x_hi[i:i + BOUND_CHUNK], method=method,
+                                       splits=None if splits is None else
+                                       [None if s is None else s[i:i + BOUND_CHUNK] for s in splits],
+                                       parent=_part(parent, d, i), intermediate=intermediate,
+                                       alpha_steps=alpha_steps)
+                        for i in range(0, d, BOUND_CHUNK)])
+    mats = _Mats.get(low)
     src_lo, src_hi = [x_lo], [x_hi]
     pre_lo: list[torch.Tensor] = []
     pre_hi: list[torch.Tensor] = []
@@ -284,22 +295,50 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     return LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible, relax)
 
 
+def _part(parent: LayerBounds | None, d: int, i: int) -> LayerBounds | None:
+    """Sub-domains ``i : i + BOUND_CHUNK`` of ``parent`` bounds of ``d`` sub-domains (or the one
+    parent of them all)."""
+    if parent is None or parent.x_lo.shape[0] != d:
+        return parent
+    cut = lambda ts: [t[i:i + BOUND_CHUNK] for t in ts]  # noqa: E731
+    return LayerBounds(parent.x_lo[i:i + BOUND_CHUNK], parent.x_hi[i:i + BOUND_CHUNK], cut(parent.pre_lo),
+                       cut(parent.pre_hi), cut(parent.out_lo), cut(parent.out_hi), parent.feasible[i:i + BOUND_CHUNK],
+                       [tuple(cut(rel)) for rel in parent.relax])
+
+
+def _joined(parts: list[LayerBounds]) -> LayerBounds:
+    """The bounds of consecutive groups of sub-domains as one."""
+    first = parts[0]
+    cat = lambda get, n: [torch.cat([get(p)[k] for p in parts]) for k in range(n)]  # noqa: E731
+    nodes = len(first.pre_lo)
+    return LayerBounds(torch.cat([p.x_lo for p in parts]), torch.cat([p.x_hi for p in parts]),
+                       cat(lambda p: p.pre_lo, nodes), cat(lambda p: p.pre_hi, nodes),
+                       cat(lambda p: p.out_lo, nodes), cat(lambda p: p.out_hi, nodes),
+                       torch.cat([p.feasible for p in parts]),
+                       [tuple(torch.cat([p.relax[k][j] for p in parts]) for j in range(len(first.relax[k])))
+                        for k in range(nodes)])
+
+
 def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Tensor, hi: torch.Tensor,
             splits: list[torch.Tensor | None] | None, alpha_steps: int = 0,
             changed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Tighten node k's pre-activation bounds by backward substitution.
 
-    For ReLU nodes only the neurons still unstable in some sub-domain of the
-    batch (and not fixed by a split everywhere) are refined: a stable neuron's
-    relaxation is already exact, so tighter bounds would not change anything.
-    ``changed`` ``(D,)``: only these sub-domains are refined (the others' bounds
-    would not improve on their parent's).
+    For ReLU nodes only the neurons that may be active in some sub-domain of
+    the batch (and are not split inactive) are refined.  An unstable neuron's
+    bounds make its relaxation; an active one's relaxation is exact, but its
+    bounds are its output's, which the next node's interval bounds start
+    from (intersected with the linear ones, they decide which of its neurons
+    are stable).  Refining those too cut ACAS Xu 4_7 prop 1 from 120 690
+    sub-domains to 40 010.  An inactive neuron's output is 0 whatever its
+    bounds.  ``changed`` ``(D,)``: only these sub-domains are refined (the
+    others' bounds would not improve on their parent's).
     """
     n = node.pre.size
     if node.kind == "relu":
-        need = (lo < 0) & (hi > 0)
+        need = hi > 0
         if splits is not None and splits[k] is not None:
-            need &= splits[k] == 0
+            need &= splits[k] >= 0
         if changed is not None:
             need &= changed[:, None]
         rows = torch.nonzero(need.any(dim=0)).flatten()
