@@ -369,9 +369,9 @@ def _refine_pairs(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: to
     """:func:`_refine` for exactly the (sub-domain, neuron) pairs in ``need``
     ``(D, n)``: each pair is bounded as a sub-domain of its own, with its
     sub-domain's bounds gathered.  Backward substitution costs as many rows as
-    it bounds, and on ACAS Xu a sub-domain has ~10 unstable neurons per layer
-    where the batch as a whole has ~45: bounding only those is ~3x cheaper, and
-    each pair's bound is the same as in the batch-wide form."""
+    it bounds, and in ACAS Xu's first layers a sub-domain needs a third to a
+    half of the neurons the batch as a whole needs: bounding only those is
+    cheaper, and each pair's bound is the same as in the batch-wide form."""
     dom, neu = torch.nonzero(need, as_tuple=True)
     # a backward pass without alpha reads the input box and the relaxations only
     sub = LayerBounds(partial.x_lo[dom], partial.x_hi[dom], [], [], [], [], partial.feasible[dom],

@@ -22,7 +22,9 @@ probe's time; the 16-64 patterns of such a leaf take 4 ms on average here
 (most patterns are closed by a candidate certificate without an LP), with
 the same answer as Z3 on each of the 40 leaves compared.  It does not finish
 those instances: 3_3 prop 2 closed 31 878 sub-domains this way in 300 s and
-still had more; the layer of near-zero bounds is that large.
+still had more; the layer of near-zero bounds is that large.  (4_7 prop 1
+has since been solved by tighter intermediate bounds, see
+:func:`nnaudit.verify.bounds._refine`.)
 
 Soundness: a certificate is re-evaluated in float64 (its combination's
 minimum over the box must exceed ``tol``, like every bound of the search),
