@@ -295,15 +295,20 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     return LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible, relax)
 
 
+def _each(bounds: LayerBounds, f: Any) -> LayerBounds:
+    """The bounds with ``f`` applied to every tensor (each has the sub-domains first)."""
+    many = lambda ts: [f(t) for t in ts]  # noqa: E731
+    return LayerBounds(f(bounds.x_lo), f(bounds.x_hi), many(bounds.pre_lo), many(bounds.pre_hi),
+                       many(bounds.out_lo), many(bounds.out_hi), f(bounds.feasible),
+                       [tuple(many(rel)) for rel in bounds.relax])
+
+
 def _part(parent: LayerBounds | None, d: int, i: int) -> LayerBounds | None:
     """Sub-domains ``i : i + BOUND_CHUNK`` of ``parent`` bounds of ``d`` sub-domains (or the one
     parent of them all)."""
     if parent is None or parent.x_lo.shape[0] != d:
         return parent
-    cut = lambda ts: [t[i:i + BOUND_CHUNK] for t in ts]  # noqa: E731
-    return LayerBounds(parent.x_lo[i:i + BOUND_CHUNK], parent.x_hi[i:i + BOUND_CHUNK], cut(parent.pre_lo),
-                       cut(parent.pre_hi), cut(parent.out_lo), cut(parent.out_hi), parent.feasible[i:i + BOUND_CHUNK],
-                       [tuple(cut(rel)) for rel in parent.relax])
+    return _each(parent, lambda t: t[i:i + BOUND_CHUNK])
 
 
 def _joined(parts: list[LayerBounds]) -> LayerBounds:
@@ -519,10 +524,7 @@ def _cast(bounds: LayerBounds, dtype: torch.dtype) -> LayerBounds:
     """The same bounds in another dtype (no copy when it already is)."""
     if bounds.x_lo.dtype == dtype:
         return bounds
-    conv = lambda ts: [t.to(dtype) for t in ts]  # noqa: E731
-    relax = [tuple(t.to(dtype) if t.is_floating_point() else t for t in rel) for rel in bounds.relax]
-    return LayerBounds(bounds.x_lo.to(dtype), bounds.x_hi.to(dtype), conv(bounds.pre_lo), conv(bounds.pre_hi),
-                       conv(bounds.out_lo), conv(bounds.out_hi), bounds.feasible, relax)
+    return _each(bounds, lambda t: t.to(dtype) if t.is_floating_point() else t)  # feasibility and indices stay
 
 
 def output_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, *,
