@@ -25,10 +25,16 @@ attack.  Cross-entropy, the default loss, seeds the backward pass at the
 logits with its closed-form gradient.
 
 On a GPU, asking which rows are done stalls the device once per step, so
-there done rows stay in the batch, frozen (their gradient is zeroed), and the
-batch is compacted only every :data:`SYNC_EVERY` steps when at most half of
-it is left: the same iterates per row, a few wasted gradients, no stalls.
-That form runs its restarts in turn.
+there done rows stay in the batch, frozen (their gradient is zeroed): the
+same iterates per row, a few wasted gradients, no stalls.  That form runs its
+restarts in turn.  By default (``graph``) each restart runs over the whole
+batch, padded to a power of two, as one CUDA graph
+(:mod:`~nnaudit.attacks.cuda_graphs`), captured on the first batch of that
+shape and replayed for every later restart and batch: one launch instead of
+some twenty per step, which is what a small network's step costs on a GPU.
+Without ``graph`` the batch is compacted every :data:`SYNC_EVERY` steps when
+at most half of it is left (fewer wasted gradients where the network is large
+enough for them to matter).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from enum import Enum
 
 import torch
 
-from nnaudit.attacks import geometry
+from nnaudit.attacks import cuda_graphs, geometry
 from nnaudit.attacks.base import Attack, logits_and_vjp
 from nnaudit.attacks.criteria import Criterion
 from nnaudit.attacks.iterates import Best, Flight, Rows
@@ -79,6 +85,7 @@ class PGDConfig:
     budget: float | None = None  # cap on all restarts' gradients in units of steps x batch (>= 1; 1: a single start's); None: no cap
     overlap: bool = True  # under a budget: the last restart starts beside the one before once the budget pays for both (CPU form)
     masked: bool | None = None  # early stop by freezing done rows in the batch (no stall per step); None: on GPUs only
+    graph: bool | None = None  # masked form: each restart over the whole (padded) batch as one CUDA graph; None: on CUDA (on the CPU: the same loop, eagerly)
 
 
 def loss_fn(loss: Loss | str) -> Callable[[Criterion, torch.Tensor], torch.Tensor]:
@@ -270,10 +277,15 @@ class PGD(Attack):
                     left: float) -> None:
         """Every restart in turn (a restart runs only if ``left`` gradients pay for it in full)."""
         cfg = self.config
+        graphed = cfg.graph if cfg.graph is not None else whole.x.device.type == "cuda"
+        everyone = torch.arange(len(whole.idx), device=whole.x.device)
         for r in range(cfg.restarts):
             todo = torch.nonzero(best.margin >= 0)[:, 0]
             if len(todo) == 0 or len(todo) * cfg.steps > left:
                 return
+            if graphed:
+                left -= self._restart_whole(model, whole, todo, self._start(whole, everyone, threat, gen, r), threat, best)
+                continue
             rows = whole if len(todo) == len(whole.idx) else whole.take(todo)
             left -= self._restart_masked(model, rows, self._start(whole, todo, threat, gen, r), threat, best)
 
@@ -289,23 +301,10 @@ class PGD(Attack):
         gradients the attack uses, as on the CPU).
         """
         cfg = self.config
-        alpha = self._alpha(threat)
         live = torch.ones(len(adv), dtype=torch.bool, device=adv.device)
         spent = torch.zeros((), dtype=torch.int64, device=adv.device)
         for i in range(cfg.steps):
-            logits, vjp = logits_and_vjp(model, adv)
-            with torch.no_grad():
-                spent += live.sum()
-                live &= rows.crit.not_adversarial(logits)
-            seed, sign = _logit_seed(cfg.loss, rows.crit, logits)
-            grad = vjp(seed)
-            with torch.no_grad():
-                mask = live.view(-1, *([1] * (adv.dim() - 1)))
-                grad.mul_(mask)
-                old = adv.clone() if rows.box is None else None
-                adv = geometry.step(adv, grad, sign * alpha * _decay(cfg.schedule, i, cfg.steps), rows.x, rows.box, threat)
-                if old is not None:
-                    adv = torch.where(mask, adv, old)
+            adv = self._masked_step(model, rows, adv, live, spent, i, threat)
             if (i + 1) % SYNC_EVERY == 0 and i + 1 < cfg.steps:
                 left = int(live.sum())
                 if left == 0 or 2 * left <= len(live):
@@ -321,6 +320,80 @@ class PGD(Attack):
             else:
                 best.keep_better(adv, model(adv), live, rows)
         return int(spent)
+
+    def _masked_step(self, model: Callable, rows: Rows, adv: torch.Tensor, live: torch.Tensor,
+                     spent: torch.Tensor, i: int, threat: ThreatModel) -> torch.Tensor:
+        """Step ``i`` of the masked form: rows adversarial at ``adv`` leave ``live`` (in place) and are
+        frozen, the others move; ``spent`` counts the live rows' gradients (in place).  Returns the
+        new iterates (``adv``'s storage may be reused).  Never waits for the device."""
+        cfg = self.config
+        logits, vjp = logits_and_vjp(model, adv)
+        with torch.no_grad():
+            spent += live.sum()
+            live &= rows.crit.not_adversarial(logits)
+        seed, sign = _logit_seed(cfg.loss, rows.crit, logits)
+        grad = vjp(seed)
+        with torch.no_grad():
+            mask = live.view(-1, *([1] * (adv.dim() - 1)))
+            grad.mul_(mask)
+            old = adv.clone() if rows.box is None else None
+            adv = geometry.step(adv, grad, sign * self._alpha(threat) * _decay(cfg.schedule, i, cfg.steps), rows.x,
+                                rows.box, threat)
+            if old is not None:
+                adv = torch.where(mask, adv, old)
+        return adv
+
+    # -- the whole-batch form (CUDA graphs): one launch per restart -------------
+
+    def _restart_whole(self, model: Callable, whole: Rows, todo: torch.Tensor, adv: torch.Tensor,
+                       threat: ThreatModel, best: Best) -> int:
+        """One restart of the masked form over every row of the batch, padded to a power of two
+        (rows not in ``todo`` and padding frozen from the start), as one CUDA graph on CUDA
+        (:func:`_whole_restart`), eagerly elsewhere.  Same iterates per row as
+        :meth:`_restart_masked`; returns the live rows' gradients."""
+        n = len(whole.idx)
+        cap = 1 << max(0, n - 1).bit_length()
+        live = torch.zeros(cap, dtype=torch.bool, device=adv.device).index_fill_(0, todo, True)
+        if cap > n:  # padding: copies of row 0, never live
+            pad = torch.cat((torch.arange(n, device=adv.device), torch.zeros(cap - n, dtype=torch.int64, device=adv.device)))
+            whole, adv = whole.take(pad), adv.index_select(0, pad)
+        inputs = (whole.keys, whole.data, adv, live)
+        body = _WholeRestart(self, model, threat)
+        if adv.device.type == "cuda":
+            out_adv, out_live, spent, logits = cuda_graphs.replay(model, body.key(), body, inputs)
+        else:
+            out_adv, out_live, spent, logits = body(*inputs)
+        with torch.no_grad():
+            best.keep_first(out_adv, torch.nonzero(live & ~out_live)[:, 0], whole)
+            if self.config.restarts == 1:  # nothing kept to compare the unbroken rows' final iterate with
+                best.store_rows(out_adv, out_live, whole)
+            else:
+                best.keep_better(out_adv, logits, out_live, whole)
+        return int(spent)
+
+
+@dataclass(frozen=True)
+class _WholeRestart:
+    """All steps of one masked restart as a pure function of its tensors (capturable as a CUDA
+    graph: no waits for the device, inputs left as they are)."""
+
+    attack: PGD
+    model: Callable
+    threat: ThreatModel
+
+    def key(self) -> tuple:
+        """What the function bakes into its kernels besides its inputs' shapes."""
+        return ("pgd-restart", self.attack.config, self.threat)
+
+    def __call__(self, keys: torch.Tensor, data: torch.Tensor, adv: torch.Tensor,
+                 live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(final iterates, rows still live, gradients of live rows, logits of the final iterates)``."""
+        rows, adv, live = Rows.stacked(keys, data), adv.clone(), live.clone()
+        spent = torch.zeros((), dtype=torch.int64, device=adv.device)
+        for i in range(self.attack.config.steps):
+            adv = self.attack._masked_step(self.model, rows, adv, live, spent, i, self.threat)
+        with torch.no_grad():
+            return adv, live, spent, self.model(adv)
 
 
 def _logit_seed(loss: Loss | str, crit: Criterion, logits: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -82,18 +82,18 @@ def _torchattacks_run(kind: str, model: torch.nn.Module, x: np.ndarray, y: np.nd
 
 
 def _nnaudit_run(kind: str, net, x: np.ndarray, y: np.ndarray, *, eps: float, steps: int, seed: int,
-                 device: str) -> tuple[np.ndarray, float, float]:
+                 device: str, graph: bool | None = None) -> tuple[np.ndarray, float, float]:
     start = time.perf_counter()
     if kind.startswith("pgd"):  # nnaudit's default 2 restarts; "pgd-same": capped at torchattacks' gradients
         budget = 1.0 if kind == "pgd-same" else None
         res = A.pgd(net, x, y, eps=eps, steps=steps, step_size=2.5 * eps / steps, restarts=2, budget=budget,
-                    seed=seed, device=device, batch_size=len(x))
+                    seed=seed, device=device, batch_size=len(x), graph=graph)
     elif kind == "cw":  # torchattacks' configuration: fixed c = 1, no binary search
         res = A.cw(net, x, y, eps=float("inf"), norm="l2", binary_search_steps=1, initial_const=1.0, steps=steps,
-                   lr=0.01, seed=seed, device=device, batch_size=len(x))
+                   lr=0.01, seed=seed, device=device, batch_size=len(x), graph=graph)
     else:  # nnaudit's default CW: 6 rounds of binary search over c, each of `steps` steps
         res = A.cw(net, x, y, eps=float("inf"), norm="l2", steps=steps, lr=0.01, seed=seed, device=device,
-                   batch_size=len(x))
+                   batch_size=len(x), graph=graph)
     return res.x_adv, time.perf_counter() - start, res.robust_accuracy
 
 
@@ -115,7 +115,11 @@ class _Module(torch.nn.Module):
 def _gradient_ratio(kind: str, net, module: _Module, x: np.ndarray, y: np.ndarray, *, eps: float, steps: int,
                     args) -> float:
     """Gradients nnaudit computed over torchattacks' (one per sample per step), in an untimed extra run:
-    nnaudit's cached torch function is wrapped for the run (``torch_logits`` caches it in the network)."""
+    nnaudit's cached torch function is wrapped for the run (``torch_logits`` caches it in the network).
+    On CUDA, PGD's restarts and CW's rounds are counted in their eager form: the CUDA graph that
+    replays one on the whole batch padded to a power of two also computes, and throws away, the
+    gradients of rows done or padded (and CW's of the steps after an early abort), and a counting
+    wrapper in it would count its capture, not its replays."""
     key = f"attack-logits:{torch.device(args.device)}"
     inner, used = net._torch_cache[key], []
 
@@ -126,7 +130,7 @@ def _gradient_ratio(kind: str, net, module: _Module, x: np.ndarray, y: np.ndarra
 
     net._torch_cache[key] = counting
     try:
-        _nnaudit_run(kind, net, x, y, eps=eps, steps=steps, seed=args.seed, device=args.device)
+        _nnaudit_run(kind, net, x, y, eps=eps, steps=steps, seed=args.seed, device=args.device, graph=False)
     finally:
         net._torch_cache[key] = inner
     module.gradients = 0
@@ -200,8 +204,10 @@ def write(rows: list[dict], args) -> None:
              "restarts (the first from the clean input, the second from a random point for unbroken samples only) "
              "with per-sample early stop, `same budget`: the same capped at torchattacks' gradient count (a restart "
              "runs only if what is left pays for it in full; on the CPU the second starts beside the first, for the "
-             "samples not broken yet, as soon as the budget pays for both); `grad_ratio`: gradients nnaudit computed over "
-             "torchattacks' (counted in an extra untimed run). CW (unbounded L2, kappa 0, lr 0.01, 100 steps): torchattacks always "
+             "samples not broken yet, as soon as the budget pays for both; on CUDA the restarts run in turn, each "
+             "replayed as one CUDA graph over the batch padded to a power of two, as are CW's rounds); `grad_ratio`: "
+             "gradients nnaudit computed over torchattacks' (counted in an extra untimed run, without CUDA graphs: a "
+             "graph also computes the gradients of done and padding rows, and throws them away). CW (unbounded L2, kappa 0, lr 0.01, 100 steps): torchattacks always "
              "runs c = 1 without binary search; nnaudit runs the same (`c=1`) and its default 6-round binary search "
              "over c (`search`). nnaudit's time includes its input checks, the projection into the threat model and "
              "the onnxruntime confirmation of every success; torchattacks' does not.\n"]

@@ -6,19 +6,21 @@
 # Run from the repository root on a machine with a CUDA GPU where nnaudit, torchattacks and
 # pytest are importable (e.g. `pip install '.[test,bench]'` then `pip install --no-deps torchattacks`).
 # Writes bench/results/{gpu_tests.log,dann_gpu.*,attacks_vs_torchattacks_cuda.*}; copies them to $1 if given.
+# CHECKS picks some of them (default: "tests dann attacks"), e.g. CHECKS="tests attacks" where DANN is unchanged.
 set -uo pipefail
 dest=${1:-}
 mkdir -p bench/results
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 status=0
+checks=" ${CHECKS:-tests dann attacks} "
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi: not available"
 $py -c "import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 # -P: the repository's nnaudit/ folder must not shadow the installed package
-$py -P -m pytest -q -rA -p no:cacheprovider tests/attacks/test_attacks_cuda.py tests/adaptation/test_adaptation_cuda.py \
-    2>&1 | tee bench/results/gpu_tests.log || status=1
-$py -P bench/dann_gpu_check.py || status=1
-$py -P bench/attacks_vs_torchattacks.py --device cuda --repeats 3 || status=1
+[[ $checks == *" tests "* ]] && { $py -P -m pytest -q -rA -p no:cacheprovider tests/attacks/test_attacks_cuda.py tests/adaptation/test_adaptation_cuda.py \
+    2>&1 | tee bench/results/gpu_tests.log || status=1; }
+[[ $checks == *" dann "* ]] && { $py -P bench/dann_gpu_check.py || status=1; }
+[[ $checks == *" attacks "* ]] && { $py -P bench/attacks_vs_torchattacks.py --device cuda --repeats 3 || status=1; }
 if [ -n "$dest" ]; then
     cp bench/results/gpu_tests.log bench/results/dann_gpu.* bench/results/attacks_vs_torchattacks_cuda.* "$dest"/ 2>/dev/null
 fi

@@ -88,3 +88,53 @@ def test_cuda_pgd_through_a_dense_chain():
     cpu = A.pgd(net, x, y, eps=0.1, steps=20, seed=0, device="cpu", threads=1)
     np.testing.assert_array_equal(gpu.success, OnnxRuntimeModel(net.source).predict(gpu.x_adv) != y)
     assert gpu.success.sum() >= cpu.success.sum() - 2, (gpu.success.sum(), cpu.success.sum())
+
+
+@pytest.mark.parametrize("name, norm, eps", [("digits-ffn", "linf", 0.1), ("digits-cnn", "linf", 0.1),
+                                             ("digits-cnn", "l2", 0.5)])
+def test_cuda_graph_replays_what_the_eager_masked_form_computes(name, norm, eps):
+    """PGD's restarts replayed as CUDA graphs (the default on CUDA) end where the eager masked
+    form ends, through the hand-written gradient (digits-ffn) and autograd (digits-cnn); the
+    graph captured for the first batch is replayed for the second (same padded shape), the
+    restarts and the last, smaller batch included; successes confirmed by onnxruntime."""
+    from nnaudit.attacks import cuda_graphs
+    from nnaudit.networks import datasets, zoo
+
+    net = zoo.load(name)
+    x, y = datasets.digits("test")
+    x, y = x[:200].reshape((200, *net.input_shape)), y[:200]
+    kw = dict(eps=eps, norm=norm, steps=20, restarts=2, seed=1, device="cuda", batch_size=120)
+    cuda_graphs.clear()
+    graphed = A.pgd(net, x, y, graph=True, **kw)
+    assert cuda_graphs.cached() == 1  # 120 and 80 rows both pad to 128; both restarts share the graph
+    eager = A.pgd(net, x, y, graph=False, **kw)
+    again = A.pgd(net, x, y, graph=True, **kw)
+    assert cuda_graphs.cached() == 1
+    np.testing.assert_array_equal(graphed.success, OnnxRuntimeModel(net.source).predict(graphed.x_adv) != y)
+    np.testing.assert_array_equal(graphed.success, again.success)
+    np.testing.assert_allclose(graphed.x_adv, again.x_adv, atol=1e-6)  # cuDNN's kernels need not be bitwise deterministic
+    # the eager form runs other batch shapes (compacted): kernels may round differently
+    assert abs(int(graphed.success.sum()) - int(eager.success.sum())) <= 2
+    assert np.mean(np.abs(graphed.x_adv - eager.x_adv).max(axis=tuple(range(1, x.ndim))) <= 1e-5) >= 0.9
+    assert 0 < graphed.success.sum() < len(x)
+
+
+@pytest.mark.parametrize("name", ["digits-ffn", "digits-cnn"])
+def test_cuda_graph_replays_cw_rounds_like_the_eager_ones(name):
+    """CW's rounds replayed as CUDA graphs (the default on CUDA) end where the eager rounds (torch's
+    Adam, a loop that breaks) end; every round of the search replays the one graph."""
+    from nnaudit.attacks import cuda_graphs
+    from nnaudit.networks import datasets, zoo
+
+    net = zoo.load(name)
+    x, y = datasets.digits("test")
+    x, y = x[:100].reshape((100, *net.input_shape)), y[:100]
+    kw = dict(eps=float("inf"), norm="l2", steps=60, binary_search_steps=3, initial_const=10.0, lr=0.05, device="cuda")
+    cuda_graphs.clear()
+    graphed = A.cw(net, x, y, graph=True, **kw)
+    assert cuda_graphs.cached() == 1
+    eager = A.cw(net, x, y, graph=False, **kw)
+    np.testing.assert_array_equal(graphed.success, OnnxRuntimeModel(net.source).predict(graphed.x_adv) != y)
+    assert abs(int(graphed.success.sum()) - int(eager.success.sum())) <= 1
+    both = graphed.success & eager.success
+    np.testing.assert_allclose(graphed.norms["l2"][both], eager.norms["l2"][both], atol=1e-3)

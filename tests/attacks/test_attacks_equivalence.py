@@ -63,15 +63,18 @@ def test_pgd_matches_the_textbook_loop(digits_small, early_stop, masked, eps, st
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.08), ("l2", 0.35)])
 @pytest.mark.parametrize("budget", [None, 1.0])
-def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget):
+@pytest.mark.parametrize("graph", [False, True])
+def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget, graph):
     """The GPU form of PGD's early stop (done rows frozen in the batch, compacted every
-    few steps) returns what the CPU form (done rows dropped at once) returns, restarts,
-    random starts and the gradient budget included (restarts in turn: the masked form
-    does not overlap them)."""
+    few steps, or never with ``graph``: the whole padded batch in every restart, the
+    loop a CUDA graph replays, here run eagerly) returns what the CPU form (done rows
+    dropped at once) returns, restarts, random starts and the gradient budget included
+    (restarts in turn: the masked form does not overlap them)."""
     net, x, y = digits_small
+    assert len(x) & (len(x) - 1), "a batch that is not a power of two: the whole-batch form pads it"
     kw = dict(eps=eps, norm=norm, steps=20, restarts=3, budget=budget, overlap=False, seed=5, threads=1,
               batch_size=len(x))
-    masked = A.pgd(net, x, y, masked=True, **kw)
+    masked = A.pgd(net, x, y, masked=True, graph=graph, **kw)
     dropped = A.pgd(net, x, y, masked=False, **kw)
     np.testing.assert_allclose(masked.x_adv, dropped.x_adv, atol=1e-6)
     np.testing.assert_array_equal(masked.success, dropped.success)
@@ -107,6 +110,44 @@ def test_cw_keeps_the_best_point_of_every_step(digits_small):
         both = short.success
         assert (long.norms["l2"][both] <= short.norms["l2"][both] + 1e-6).all()
     assert runs[-1].success.sum() > runs[0].success.sum()
+
+
+@pytest.mark.parametrize("opts", [
+    dict(binary_search_steps=1, initial_const=10.0, steps=100, lr=0.05),  # aborts after 41 steps
+    dict(binary_search_steps=3, steps=40, lr=0.01, kappa=0.5, abort_early=False),
+    dict(binary_search_steps=2, steps=30, lr=0.05, initial_const=1.0, targeted=True),
+])
+def test_cw_whole_batch_round_is_the_eager_one(digits_small, opts):
+    """CW's round as a CUDA graph replays it (Adam written out, the early abort a flag that
+    freezes the round, the batch padded to a power of two; here run eagerly) ends where the
+    eager round with torch's Adam ends: same successes, points equal up to float rounding."""
+    net, x, y = digits_small
+    assert len(x) & (len(x) - 1), "a batch that is not a power of two: the whole-batch form pads it"
+    opts = dict(opts)
+    target = (y + 1) % 10 if opts.pop("targeted", False) else None
+    runs = [A.cw(net, x, y, eps=np.inf, norm="l2", target=target, graph=graph, threads=1, **opts) for graph in (False, True)]
+    np.testing.assert_array_equal(runs[0].success, runs[1].success)
+    np.testing.assert_allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-5)
+    assert 0 < runs[0].success.sum()
+
+
+def test_cw_whole_batch_round_aborts_where_the_eager_one_breaks(digits_small, monkeypatch):
+    """The early abort is reached (the eager loop breaks before its last step) and the whole-batch
+    round's flag stops Adam at the same step."""
+    from nnaudit.attacks import carlini_wagner
+
+    net, x, y = digits_small
+    taken, kept = [], []
+    adam, keep = carlini_wagner._adam, carlini_wagner.CW._keep
+    monkeypatch.setattr(carlini_wagner, "_adam", lambda *a: (taken.append(bool(a[-1])), adam(*a))[1])
+    monkeypatch.setattr(carlini_wagner.CW, "_keep", lambda *a: (kept.append(1), keep(*a))[1])
+    kw = dict(eps=np.inf, norm="l2", binary_search_steps=1, initial_const=10.0, steps=100, lr=0.05, threads=1)
+    whole = A.cw(net, x, y, graph=True, **kw)
+    eager = A.cw(net, x, y, graph=False, **kw)
+    assert 0 < sum(taken) < 100  # some steps taken, then the abort froze the rest
+    assert len(kept) - 1 == sum(taken)  # the eager round checks every step it takes, and the last point
+    np.testing.assert_array_equal(whole.success, eager.success)
+    np.testing.assert_allclose(whole.x_adv, eager.x_adv, atol=1e-5)
 
 
 def test_cw_checks_the_point_of_its_last_adam_step(linear2):
