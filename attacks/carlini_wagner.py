@@ -14,7 +14,7 @@ under a bounded threat model the result is projected into the ball and
 re-checked by the base class.
 
 On CUDA (``graph``) each round runs as one CUDA graph
-(:mod:`~nnaudit.attacks.cuda_graphs`) over the batch padded to a power of two:
+(:mod:`~nnaudit.attacks.cuda_graphs`) over the batch padded to a multiple of 64 rows:
 Adam written out (torch's formula), the early abort a flag that freezes the
 round from the step it is raised on (what the loop's ``break`` does), every
 step's best kept by masked copies.  A small network's step on a GPU costs
@@ -132,15 +132,14 @@ class CW(Attack):
 
     def _round_whole(self, model: Callable, x: torch.Tensor, crit: Criterion, threat: ThreatModel,
                      const: torch.Tensor, best_adv: torch.Tensor, best_l2: torch.Tensor) -> torch.Tensor:
-        """:meth:`_round` over the batch padded to a power of two (padding: copies of row 0 that
+        """:meth:`_round` over the padded batch (:func:`~nnaudit.attacks.cuda_graphs.padding`: copies of row 0 that
         count in no loss and are never kept), as one CUDA graph on CUDA (:class:`_WholeRound`),
         eagerly elsewhere; updates the best in place, returns success per sample."""
         n = len(x)
-        cap = 1 << max(0, n - 1).bit_length()
         targets = crit.targets if crit.targets is not None else crit.labels  # a placeholder when untargeted
         inputs = [x, crit.labels, targets, const, best_adv, best_l2, torch.ones(n, device=x.device)]
-        if cap > n:
-            pad = torch.cat((torch.arange(n, device=x.device), torch.zeros(cap - n, dtype=torch.int64, device=x.device)))
+        pad = cuda_graphs.padding(n, x.device)
+        if pad is not None:
             inputs = [t.index_select(0, pad) for t in inputs]
             inputs[-1][n:] = 0.0
         body = _WholeRound(self, model, threat, crit.targets is not None)

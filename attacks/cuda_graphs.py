@@ -49,6 +49,26 @@ class _Graph:
 
 _GRAPHS: OrderedDict[tuple, _Graph] = OrderedDict()
 
+#: batches are padded to a multiple of this many rows (smaller ones to a power of two), so that a
+#: data set's last, smaller batch often replays the graph of the full ones, and little is wasted
+PAD_TO = 64
+
+
+def padded_size(n: int) -> int:
+    """Rows a batch of ``n`` is padded to: a power of two up to :data:`PAD_TO`, else a multiple of it."""
+    if n <= PAD_TO:
+        return 1 << max(0, n - 1).bit_length()
+    return -(-n // PAD_TO) * PAD_TO
+
+
+def padding(n: int, device: torch.device) -> torch.Tensor | None:
+    """Row numbers that take a batch of ``n`` rows to :func:`padded_size` rows (the padding repeats
+    row 0), or None when no padding is needed."""
+    size = padded_size(n)
+    if size == n:
+        return None
+    return torch.cat((torch.arange(n, device=device), torch.zeros(size - n, dtype=torch.int64, device=device)))
+
 
 def replay(owner: object, key: Hashable, fn: Fn, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """``fn(*inputs)``, run as a CUDA graph captured on the first call with this owner, key and

@@ -28,7 +28,7 @@ On a GPU, asking which rows are done stalls the device once per step, so
 there done rows stay in the batch, frozen (their gradient is zeroed): the
 same iterates per row, a few wasted gradients, no stalls.  That form runs its
 restarts in turn.  By default (``graph``) each restart runs over the whole
-batch, padded to a power of two, as one CUDA graph
+batch, padded to a multiple of 64 rows, as one CUDA graph
 (:mod:`~nnaudit.attacks.cuda_graphs`), captured on the first batch of that
 shape and replayed for every later restart and batch: one launch instead of
 some twenty per step, which is what a small network's step costs on a GPU.
@@ -347,16 +347,14 @@ class PGD(Attack):
 
     def _restart_whole(self, model: Callable, whole: Rows, todo: torch.Tensor, adv: torch.Tensor,
                        threat: ThreatModel, best: Best) -> int:
-        """One restart of the masked form over every row of the batch, padded to a power of two
+        """One restart of the masked form over every row of the batch, padded (:func:`~nnaudit.attacks.cuda_graphs.padding`)
         (rows not in ``todo`` and padding frozen from the start), as one CUDA graph on CUDA
         (:func:`_whole_restart`), eagerly elsewhere.  Same iterates per row as
         :meth:`_restart_masked`; returns the live rows' gradients."""
-        n = len(whole.idx)
-        cap = 1 << max(0, n - 1).bit_length()
-        live = torch.zeros(cap, dtype=torch.bool, device=adv.device).index_fill_(0, todo, True)
-        if cap > n:  # padding: copies of row 0, never live
-            pad = torch.cat((torch.arange(n, device=adv.device), torch.zeros(cap - n, dtype=torch.int64, device=adv.device)))
+        pad = cuda_graphs.padding(len(whole.idx), adv.device)
+        if pad is not None:  # padding: copies of row 0, never live
             whole, adv = whole.take(pad), adv.index_select(0, pad)
+        live = torch.zeros(len(adv), dtype=torch.bool, device=adv.device).index_fill_(0, todo, True)
         inputs = (whole.keys, whole.data, adv, live)
         body = _WholeRestart(self, model, threat)
         if adv.device.type == "cuda":

@@ -117,7 +117,7 @@ def _gradient_ratio(kind: str, net, module: _Module, x: np.ndarray, y: np.ndarra
     """Gradients nnaudit computed over torchattacks' (one per sample per step), in an untimed extra run:
     nnaudit's cached torch function is wrapped for the run (``torch_logits`` caches it in the network).
     On CUDA, PGD's restarts and CW's rounds are counted in their eager form: the CUDA graph that
-    replays one on the whole batch padded to a power of two also computes, and throws away, the
+    replays one on the whole batch padded to a multiple of 64 rows also computes, and throws away, the
     gradients of rows done or padded (and CW's of the steps after an early abort), and a counting
     wrapper in it would count its capture, not its replays."""
     key = f"attack-logits:{torch.device(args.device)}"
@@ -205,7 +205,7 @@ def write(rows: list[dict], args) -> None:
              "with per-sample early stop, `same budget`: the same capped at torchattacks' gradient count (a restart "
              "runs only if what is left pays for it in full; on the CPU the second starts beside the first, for the "
              "samples not broken yet, as soon as the budget pays for both; on CUDA the restarts run in turn, each "
-             "replayed as one CUDA graph over the batch padded to a power of two, as are CW's rounds); `grad_ratio`: "
+             "replayed as one CUDA graph over the batch padded to a multiple of 64 rows, as are CW's rounds); `grad_ratio`: "
              "gradients nnaudit computed over torchattacks' (counted in an extra untimed run, without CUDA graphs: a "
              "graph also computes the gradients of done and padding rows, and throws them away). CW (unbounded L2, kappa 0, lr 0.01, 100 steps): torchattacks always "
              "runs c = 1 without binary search; nnaudit runs the same (`c=1`) and its default 6-round binary search "

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import nnaudit.attacks as A
-from nnaudit.attacks import geometry
+from nnaudit.attacks import cuda_graphs, geometry
 from nnaudit.attacks.base import torch_logits
 from nnaudit.attacks.threat import ThreatModel, enforce, inside
 
@@ -71,7 +71,7 @@ def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget
     dropped at once) returns, restarts, random starts and the gradient budget included
     (restarts in turn: the masked form does not overlap them)."""
     net, x, y = digits_small
-    assert len(x) & (len(x) - 1), "a batch that is not a power of two: the whole-batch form pads it"
+    assert cuda_graphs.padded_size(len(x)) > len(x), "a batch that the whole-batch form pads"
     kw = dict(eps=eps, norm=norm, steps=20, restarts=3, budget=budget, overlap=False, seed=5, threads=1,
               batch_size=len(x))
     masked = A.pgd(net, x, y, masked=True, graph=graph, **kw)
@@ -112,6 +112,15 @@ def test_cw_keeps_the_best_point_of_every_step(digits_small):
     assert runs[-1].success.sum() > runs[0].success.sum()
 
 
+def test_cuda_graph_batches_are_padded_a_little():
+    """A power of two up to 64 rows, then a multiple of 64: at most 63 rows of waste, and a data
+    set's last batch shares the full batches' graph when it rounds to the same size."""
+    sizes = {n: cuda_graphs.padded_size(n) for n in (1, 2, 3, 24, 64, 65, 120, 128, 129, 450, 512)}
+    assert sizes == {1: 1, 2: 2, 3: 4, 24: 32, 64: 64, 65: 128, 120: 128, 128: 128, 129: 192, 450: 512, 512: 512}
+    assert cuda_graphs.padding(128, torch.device("cpu")) is None
+    assert cuda_graphs.padding(3, torch.device("cpu")).tolist() == [0, 1, 2, 0]
+
+
 @pytest.mark.parametrize("opts", [
     dict(binary_search_steps=1, initial_const=10.0, steps=100, lr=0.05),  # aborts after 41 steps
     dict(binary_search_steps=3, steps=40, lr=0.01, kappa=0.5, abort_early=False),
@@ -119,10 +128,10 @@ def test_cw_keeps_the_best_point_of_every_step(digits_small):
 ])
 def test_cw_whole_batch_round_is_the_eager_one(digits_small, opts):
     """CW's round as a CUDA graph replays it (Adam written out, the early abort a flag that
-    freezes the round, the batch padded to a power of two; here run eagerly) ends where the
+    freezes the round, the batch padded; here run eagerly) ends where the
     eager round with torch's Adam ends: same successes, points equal up to float rounding."""
     net, x, y = digits_small
-    assert len(x) & (len(x) - 1), "a batch that is not a power of two: the whole-batch form pads it"
+    assert cuda_graphs.padded_size(len(x)) > len(x), "a batch that the whole-batch form pads"
     opts = dict(opts)
     target = (y + 1) % 10 if opts.pop("targeted", False) else None
     runs = [A.cw(net, x, y, eps=np.inf, norm="l2", target=target, graph=graph, threads=1, **opts) for graph in (False, True)]
