@@ -78,12 +78,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.bounds import LayerBounds, compute_bounds, spec_lower
+from nnaudit.verify.bounds import LayerBounds, SpecBound, compute_bounds, spec_lower
 from nnaudit.verify.falsify import FalsifyConfig, confirm, falsify
 from nnaudit.verify.lower import Lowered
 from nnaudit.verify.phases import applies as phases_apply
 from nnaudit.verify.phases import closes_by_phases, combination_closes
 from nnaudit.verify.results import Counterexample
+from nnaudit.verify.rowpack import spec_lower_open
 from nnaudit.verify.spec import Box, Region
 
 log = logging.getLogger(__name__)
@@ -345,10 +346,9 @@ class _Search:
                 init = None if chunk.warm is None else \
                     {g: {k: torch.as_tensor(v) for k, v in part.items()} for g, part in chunk.warm.items()}
                 with torch.enable_grad():
-                    sb = spec_lower(self.low, b, self.c, self.d, alpha_steps=steps, record=True, splits=splits,
-                                    init=init)
+                    sb = self._spec(chunk, b, alpha_steps=steps, record=True, splits=splits, init=init)
             else:
-                sb = spec_lower(self.low, b, self.c, self.d, record=self.relu_mode)
+                sb = self._spec(chunk, b, record=self.relu_mode)
         lbs = sb.lower.detach().numpy()
         self.batch_s = 0.0 if at_root else time.monotonic() - started
         proved = lbs > self.cfg.prove_tol
@@ -388,13 +388,24 @@ class _Search:
                 return True
         rest = np.sort(np.concatenate([idx[~to_z3[idx]], np.asarray(deferred, np.int64)]))
         if len(rest):
-            self._push(self._split(chunk.take(rest), sb, b, rest, worst_row[rest], lbs[rest, worst_row[rest]]))
+            children = self._split(chunk.take(rest), sb, b, rest, worst_row[rest], lbs[rest, worst_row[rest]])
+            if self.relu_mode and self.n_disj > 1:  # batches of alike open counts pack into fewer rows (rowpack)
+                children = children.take(np.argsort(children.open.sum(axis=1), kind="stable"))
+            self._push(children)
             if self.pending > self.queue_cap:
                 self._finish("unknown", f"more than {self.queue_cap} open sub-domains (queue cap: "
                                         f"{self.queue_cap * self.domain_bytes / 2 ** 20:.0f} MiB)")
                 return True
         self._report()
         return False
+
+    def _spec(self, chunk: _Chunk, b: LayerBounds, **kw: Any) -> SpecBound:
+        """The property rows' lower bounds over the batch: with ReLU splitting, only the rows of
+        each sub-domain's open disjuncts (:mod:`~nnaudit.verify.rowpack`; the others are refuted
+        already, and come back +inf)."""
+        if self.relu_mode:
+            return spec_lower_open(self.low, b, self.c, self.d, chunk.open[:, self.owner.numpy()], **kw)
+        return spec_lower(self.low, b, self.c, self.d, **kw)
 
     def _lp_close(self, chunk: _Chunk, idx: np.ndarray, lin: np.ndarray, a_in: np.ndarray) -> None:
         """Close a disjunct when a convex combination of its rows' linear lower
