@@ -221,7 +221,8 @@ def resolve_device(device: str) -> torch.device:
 def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network as a float32 torch function ``(b, *input_shape) -> (b, K)`` (cached per device):
     a :class:`~nnaudit.networks.torch_chain.DenseChain` where the network is a chain of dense
-    layers and ReLUs (attacks then take its hand-written gradients), else the IR's module."""
+    layers and ReLUs, or a small sequence of affine layers and ReLUs lowered to one (attacks then
+    take its hand-written gradients), else the IR's module."""
     from nnaudit.networks.torch_chain import DenseChain
 
     key = f"attack-logits:{device}"
