@@ -138,3 +138,28 @@ def test_cuda_graph_replays_cw_rounds_like_the_eager_ones(name):
     assert abs(int(graphed.success.sum()) - int(eager.success.sum())) <= 1
     both = graphed.success & eager.success
     np.testing.assert_allclose(graphed.norms["l2"][both], eager.norms["l2"][both], atol=1e-3)
+
+
+def test_cuda_graph_capture_failure_falls_back_to_eager(caplog):
+    """A function that waits for the device cannot be captured: replay warns once, runs it
+    eagerly from then on (right results for new inputs), and later graphs still capture."""
+    import logging
+
+    from nnaudit.attacks import cuda_graphs
+
+    cuda_graphs.clear()
+    owner, x = object(), torch.arange(4.0, device="cuda")
+
+    def waits(t):
+        return (t * 2 + float(t.sum()),)  # float(): a wait for the device, not allowed in a capture
+
+    with caplog.at_level(logging.WARNING, logger="nnaudit.attacks.cuda_graphs"):
+        (out,) = cuda_graphs.replay(owner, "waits", waits, [x])
+    assert "capture failed" in caplog.text
+    torch.testing.assert_close(out, x * 2 + 6)
+    (again,) = cuda_graphs.replay(owner, "waits", waits, [x + 1])
+    torch.testing.assert_close(again, (x + 1) * 2 + 10)
+    cuda_graphs.replay(owner, "pure", lambda t: (t * 3,), [x])  # captured here
+    (tripled_again,) = cuda_graphs.replay(owner, "pure", lambda t: (t * 3,), [x + 1])
+    torch.testing.assert_close(tripled_again, (x + 1) * 3)
+    assert cuda_graphs.cached() == 2
