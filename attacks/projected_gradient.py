@@ -149,7 +149,7 @@ class PGD(Attack):
         attack.
         """
         cfg = self.config
-        flight, launched = Flight(), 0
+        flight, launched, landed = Flight(), 0, 0
         side_by_side = cfg.overlap and cfg.budget is not None
         while True:
             while (launched < cfg.restarts and (not flight.segments or (side_by_side and launched == cfg.restarts - 1))
@@ -157,7 +157,14 @@ class PGD(Attack):
                 launched += 1
             if not flight.segments:
                 return
-            left -= self._step(model, flight, threat, best)
+            computed, ended = self._step(model, flight, threat, best)
+            left -= computed
+            for rows, adv in ended:
+                # the only restart these samples will see: nothing to compare its final iterates with
+                alone = landed == 0 and len(ended) == 1 and not flight.segments and \
+                    (launched == cfg.restarts or len(rows.idx) * cfg.steps > left)
+                self._land(model, rows, adv, best, alone)
+                landed += 1
 
     def _launch(self, flight: Flight, whole: Rows, threat: ThreatModel, gen: torch.Generator, best: Best,
                 left: float, r: int) -> bool:
@@ -176,9 +183,11 @@ class PGD(Attack):
         flight.launch(rows, self._start(whole, todo, threat, gen, r))
         return True
 
-    def _step(self, model: Callable, flight: Flight, threat: ThreatModel, best: Best) -> int:
+    def _step(self, model: Callable, flight: Flight, threat: ThreatModel,
+              best: Best) -> tuple[int, list[tuple[Rows, torch.Tensor]]]:
         """One iterate of every running restart: check it, keep the adversarial ones, step the rows
-        that go on, end the restarts that took all their steps.  Returns the gradients computed.
+        that go on, take out the restarts that took all their steps.  Returns the gradients
+        computed and the ended restarts' rows and final iterates (oldest first).
 
         Each iterate costs one forward and one backward pass: the success check
         and the gradient come from the same logits.  With early stop a sample
@@ -193,15 +202,17 @@ class PGD(Attack):
             keep = self._record(flight, adv, logits, rows.crit.is_adversarial(logits), best)
         if keep is not None and len(keep) == 0:
             flight.clear()
-            return computed
+            return computed, []
         seed, sign = _logit_seed(self.config.loss, rows.crit, logits)
         grad = vjp(seed)
         with torch.no_grad():
             self._move(flight, grad, sign, threat)  # done rows too (kept already): cheaper than dropping their gradients
             if keep is not None:
                 flight.take(keep)
-            self._land(model, flight, best)
-        return computed
+            ended = []
+            while flight.segments and flight.segments[0].done == self.config.steps:
+                ended.append(flight.pop_first())
+        return computed, ended
 
     def _record(self, flight: Flight, adv: torch.Tensor, logits: torch.Tensor, hit: torch.Tensor,
                 best: Best) -> torch.Tensor | None:
@@ -241,15 +252,15 @@ class PGD(Attack):
         for seg in flight.segments:
             seg.done += 1
 
-    def _land(self, model: Callable, flight: Flight, best: Best) -> None:
-        """End the restarts that took all their steps: their final iterates are kept where their
-        margin beats what the sample has (one forward pass).  With a single restart and early stop
-        nothing is kept to compare with, so they are stored without that pass (the base class
-        checks every returned point)."""
-        cfg = self.config
-        while flight.segments and flight.segments[0].done == cfg.steps:
-            rows, adv = flight.pop_first()
-            if cfg.restarts == 1 and cfg.early_stop:
+    def _land(self, model: Callable, rows: Rows, adv: torch.Tensor, best: Best, alone: bool) -> None:
+        """Keep an ended restart's final iterates ``adv`` of ``rows`` where their margin beats what
+        the sample has (one forward pass).  With early stop, a restart ``alone`` (the first to end,
+        none beside it, none to follow) has nothing to be compared with, before or after: its
+        iterates are stored without that pass (the base class checks every returned point).
+        On digits-cnn that pass is 4% of a PGD-10 call at eps 0.05, where one restart is all the
+        budget pays for."""
+        with torch.no_grad():
+            if alone and self.config.early_stop:
                 best.store(adv, rows)
             else:
                 best.keep_better(adv, model(adv), None, rows)

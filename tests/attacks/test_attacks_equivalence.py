@@ -81,6 +81,28 @@ def test_masked_early_stop_is_the_compacting_one(digits_small, norm, eps, budget
     assert 0 < masked.success.sum() < len(x)
 
 
+def test_pgd_skips_the_landing_pass_of_a_restart_nothing_is_compared_with(digits_small, monkeypatch):
+    """A restart's final iterates get a forward pass only to be compared with another restart's:
+    under a budget that pays for one restart the only extra pass is the base class's check of
+    the result; with two restarts each landing has its pass.  The results are the masked form's,
+    which always takes that pass."""
+    from nnaudit.networks.torch_chain import DenseChain
+
+    net, x, y = digits_small
+    calls = []
+    call = DenseChain.__call__
+    monkeypatch.setattr(DenseChain, "__call__", lambda self, t: (calls.append(len(t)), call(self, t))[1])
+    kw = dict(eps=0.05, steps=10, restarts=2, seed=2, threads=1, batch_size=len(x))
+    one = A.pgd(net, x, y, budget=1.0, **kw)
+    assert len(calls) == 1  # the base class's check of what the attack returns
+    calls.clear()
+    two = A.pgd(net, x, y, **kw)
+    assert len(calls) == 3  # both restarts' landings, then the check
+    masked = A.pgd(net, x, y, budget=1.0, masked=True, graph=False, overlap=False, **kw)
+    np.testing.assert_array_equal(one.x_adv, masked.x_adv)
+    assert two.success.sum() >= one.success.sum()
+
+
 def test_pgd_batch_size_does_not_change_the_result(digits_small):
     net, x, y = digits_small
     a = A.pgd(net, x, y, eps=0.1, steps=10, seed=1, batch_size=5, threads=1)
