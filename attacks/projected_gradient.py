@@ -358,10 +358,10 @@ class PGD(Attack):
 
     def _restart_whole(self, model: Callable, whole: Rows, todo: torch.Tensor, adv: torch.Tensor,
                        threat: ThreatModel, best: Best) -> int:
-        """One restart of the masked form over every row of the batch, padded (:func:`~nnaudit.attacks.cuda_graphs.padding`)
-        (rows not in ``todo`` and padding frozen from the start), as one CUDA graph on CUDA
-        (:func:`_whole_restart`), eagerly elsewhere.  Same iterates per row as
-        :meth:`_restart_masked`; returns the live rows' gradients."""
+        """One restart of the masked form over every row of the batch, padded
+        (:func:`~nnaudit.attacks.cuda_graphs.padding`; rows not in ``todo`` and padding frozen from
+        the start), as one CUDA graph on CUDA (:class:`_WholeRestart`), eagerly elsewhere.  Same
+        iterates per row as :meth:`_restart_masked`; returns the live rows' gradients."""
         pad = cuda_graphs.padding(len(whole.idx), adv.device)
         if pad is not None:  # padding: copies of row 0, never live
             whole, adv = whole.take(pad), adv.index_select(0, pad)
