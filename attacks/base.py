@@ -173,6 +173,14 @@ class Attack:
 
 # -- shared helpers -----------------------------------------------------------
 
+def check_auto_switches(attack: str, config: Any, *options: str) -> None:
+    """ConfigError naming the first of ``options`` of ``config`` that is not True, False or None (auto)."""
+    for option in options:
+        value = getattr(config, option)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{attack}: expected {option} true, false or null (auto: on CUDA), got {value!r}")
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch CPU threads (None: unchanged), then restore."""

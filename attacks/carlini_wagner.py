@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from nnaudit.attacks import cuda_graphs
-from nnaudit.attacks.base import Attack
+from nnaudit.attacks.base import Attack, check_auto_switches
 from nnaudit.attacks.criteria import Criterion
 from nnaudit.attacks.threat import Norm, ThreatModel
 from nnaudit.errors import ConfigError
@@ -58,6 +58,7 @@ class CW(Attack):
         c = self.config
         if c.binary_search_steps < 1 or c.steps < 1 or c.lr <= 0 or c.initial_const <= 0 or c.kappa < 0:
             raise ConfigError(f"cw: expected binary_search_steps, steps >= 1 and lr, initial_const > 0, kappa >= 0, got {c}")
+        check_auto_switches(self.name, c, "graph")
 
     def run(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, criterion: Criterion,
             threat: ThreatModel, gen: torch.Generator) -> torch.Tensor:
@@ -87,13 +88,12 @@ class CW(Attack):
         at any step is kept if it is the smallest so far.
         """
         cfg = self.config
-        span = threat.high - threat.low
-        w = torch.atanh(((x - threat.low) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).detach().requires_grad_(True)
+        w = _to_w(x, threat).detach().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr, fused=w.device.type in ("cpu", "cuda"))
         succeeded = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         check_every, last = max(cfg.steps // 10, 1), float("inf")
         for step in range(cfg.steps):
-            adv = threat.low + span * (torch.tanh(w) + 1) / 2
+            adv = _from_w(w, threat)
             logits = model(adv)
             margin = crit.margin(logits)
             l2sq = (adv - x).flatten(1).pow(2).sum(1)
@@ -109,7 +109,7 @@ class CW(Attack):
                     break
                 last = total
         with torch.no_grad():  # the point the last Adam step moved to
-            adv = threat.low + span * (torch.tanh(w) + 1) / 2
+            adv = _from_w(w, threat)
             logits = model(adv)
             l2sq = (adv - x).flatten(1).pow(2).sum(1)
             succeeded |= self._keep(adv, logits, crit.margin(logits), l2sq, crit, best_adv, best_l2)
@@ -171,10 +171,10 @@ class _WholeRound:
                  real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(best points, their L2 norms, success per row)`` after the round; ``real`` (1.0 or 0.0
         per row) leaves padding out of the loss the early abort watches."""
-        cfg, low, span = self.attack.config, self.threat.low, self.threat.high - self.threat.low
+        cfg = self.attack.config
         crit = Criterion(labels, targets if self.targeted else None)
         best_adv, best_l2 = best_adv.clone(), best_l2.clone()
-        w = torch.atanh(((x - low) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        w = _to_w(x, self.threat)
         m, v = torch.zeros_like(w), torch.zeros_like(w)
         succeeded = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         active = torch.ones((), dtype=torch.bool, device=x.device)  # no early abort yet
@@ -182,7 +182,7 @@ class _WholeRound:
         check_every = max(cfg.steps // 10, 1)
         for step in range(cfg.steps):
             leaf = w.detach().requires_grad_(True)
-            adv = low + span * (torch.tanh(leaf) + 1) / 2
+            adv = _from_w(leaf, self.threat)
             logits = self.model(adv)
             margin = crit.margin(logits)
             l2sq = (adv - x).flatten(1).pow(2).sum(1)
@@ -196,11 +196,21 @@ class _WholeRound:
                     active = active & ~(total > last)
                     last = total
         with torch.no_grad():  # the point the last Adam step moved to
-            adv = low + span * (torch.tanh(w) + 1) / 2
+            adv = _from_w(w, self.threat)
             logits = self.model(adv)
             l2sq = (adv - x).flatten(1).pow(2).sum(1)
             succeeded |= _keep_masked(adv, logits, crit.margin(logits), l2sq, crit, cfg.kappa, best_adv, best_l2, None)
         return best_adv, best_l2, succeeded
+
+
+def _to_w(x: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+    """The ``w`` with ``_from_w(w) = x`` (up to the clamp that keeps ``atanh`` finite)."""
+    return torch.atanh(((x - threat.low) / (threat.high - threat.low) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def _from_w(w: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+    """``x' = low + (high - low) * (tanh(w) + 1) / 2``: inside the valid range for every ``w``."""
+    return threat.low + (threat.high - threat.low) * (torch.tanh(w) + 1) / 2
 
 
 #: Adam's coefficients (torch's defaults, which the eager round's optimiser uses)

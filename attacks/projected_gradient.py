@@ -46,7 +46,7 @@ from enum import Enum
 import torch
 
 from nnaudit.attacks import cuda_graphs, geometry
-from nnaudit.attacks.base import Attack, logits_and_vjp
+from nnaudit.attacks.base import Attack, check_auto_switches, logits_and_vjp
 from nnaudit.attacks.criteria import Criterion
 from nnaudit.attacks.iterates import Best, Flight, Rows
 from nnaudit.attacks.threat import Norm, ThreatModel
@@ -112,6 +112,7 @@ class PGD(Attack):
         Schedule(self.config.schedule)
         if self.config.budget is not None and not self.config.budget >= 1:
             raise ConfigError(f"pgd: expected budget >= 1 (gradients, in units of steps x batch) or None, got {self.config.budget}")
+        check_auto_switches(self.name, self.config, "masked", "graph")
 
     def leaves_adversarial_inputs(self) -> bool:
         # the clean start's first check finds them, and early stop keeps them as they are
@@ -324,13 +325,20 @@ class PGD(Attack):
                         return int(spent)
                     keep = torch.nonzero(live)[:, 0]
                     rows, adv, live = rows.take(keep), adv.index_select(0, keep), live.index_select(0, keep)
+        self._end_masked(best, rows, adv, ~live, live, lambda: model(adv))
+        return int(spent)
+
+    def _end_masked(self, best: Best, rows: Rows, adv: torch.Tensor, done: torch.Tensor, live: torch.Tensor,
+                    logits: Callable[[], torch.Tensor]) -> None:
+        """End a masked restart: keep its ``done`` rows' adversarial iterates, and its ``live`` rows'
+        final ones where they beat what the sample has (``logits()`` of ``adv``; with a single
+        restart there is nothing to compare with, and they are stored without it)."""
         with torch.no_grad():
-            best.keep_first(adv, torch.nonzero(~live)[:, 0], rows)
-            if cfg.restarts == 1:  # nothing kept to compare the unbroken rows' final iterate with
+            best.keep_first(adv, torch.nonzero(done)[:, 0], rows)
+            if self.config.restarts == 1:
                 best.store_rows(adv, live, rows)
             else:
-                best.keep_better(adv, model(adv), live, rows)
-        return int(spent)
+                best.keep_better(adv, logits(), live, rows)
 
     def _masked_step(self, model: Callable, rows: Rows, adv: torch.Tensor, live: torch.Tensor,
                      spent: torch.Tensor, i: int, threat: ThreatModel) -> torch.Tensor:
@@ -372,12 +380,7 @@ class PGD(Attack):
             out_adv, out_live, spent, logits = cuda_graphs.replay(model, body.key(), body, inputs)
         else:
             out_adv, out_live, spent, logits = body(*inputs)
-        with torch.no_grad():
-            best.keep_first(out_adv, torch.nonzero(live & ~out_live)[:, 0], whole)
-            if self.config.restarts == 1:  # nothing kept to compare the unbroken rows' final iterate with
-                best.store_rows(out_adv, out_live, whole)
-            else:
-                best.keep_better(out_adv, logits, out_live, whole)
+        self._end_masked(best, whole, out_adv, live & ~out_live, out_live, lambda: logits)
         return int(spent)
 
 

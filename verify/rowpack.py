@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.bounds import LayerBounds, SpecBound, spec_lower
+from nnaudit.verify.bounds import LayerBounds, SpecBound, _each, spec_lower
 from nnaudit.verify.lower import Lowered
 
 #: a second bounding call costs about this many (sub-domain, row) pairs of work
@@ -91,12 +91,8 @@ def _bound_part(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Ten
 
 def _take(bounds: LayerBounds, at: torch.Tensor) -> LayerBounds:
     """Sub-domains ``at`` of ``bounds`` (tensors shared by all sub-domains, first axis 1, stay)."""
-    many = lambda ts: [pick(t) for t in ts]  # noqa: E731
     d = bounds.x_lo.shape[0]
-    pick = lambda t: t if t.shape[0] != d else t.index_select(0, at)  # noqa: E731
-    return LayerBounds(pick(bounds.x_lo), pick(bounds.x_hi), many(bounds.pre_lo), many(bounds.pre_hi),
-                       many(bounds.out_lo), many(bounds.out_hi), pick(bounds.feasible),
-                       [tuple(many(rel)) for rel in bounds.relax])
+    return _each(bounds, lambda t: t if t.shape[0] != d else t.index_select(0, at))
 
 
 def _gather_rows(v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -105,20 +101,13 @@ def _gather_rows(v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return v.gather(1, index)
 
 
-def _unpack(parts: list[tuple[np.ndarray, np.ndarray, SpecBound]], shape: tuple[int, int], r: int) -> SpecBound:
+Part = tuple[np.ndarray, np.ndarray, SpecBound]  # a group's sub-domains, packed rows, and bounds
+
+
+def _unpack(parts: list[Part], shape: tuple[int, int], r: int) -> SpecBound:
     """One :class:`SpecBound` over all sub-domains and rows from the groups' packed ones."""
     n_dom = shape[0]
-
-    def full(get: Any, fill: float) -> torch.Tensor | None:
-        first = get(parts[0][2])
-        if first is None:
-            return None
-        out = torch.full((n_dom, r) + tuple(first.shape[2:]), fill, dtype=first.dtype)
-        for sel, rows, sb in parts:
-            dom = torch.as_tensor(sel)[:, None].expand(rows.shape)
-            out[dom, torch.as_tensor(rows)] = get(sb)
-        return out
-
+    full = lambda get, fill: _scattered(parts, get, fill, n_dom, r)  # noqa: E731
     lower = full(lambda sb: sb.lower, float("inf"))
     a_in = full(lambda sb: sb.a_in, 0.0)
     coeffs = [full(lambda sb, k=k: sb.node_coeffs[k], 0.0) for k in range(len(parts[0][2].node_coeffs))]
@@ -126,18 +115,21 @@ def _unpack(parts: list[tuple[np.ndarray, np.ndarray, SpecBound]], shape: tuple[
     state = None
     if parts[0][2].state is not None:  # a group without splits at a node has no multipliers there
         keys = {g: sorted({k for _, _, sb in parts for k in sb.state[g]}) for g in parts[0][2].state}
-        state = {g: {k: _state_full(parts, g, k, n_dom, r) for k in ks} for g, ks in keys.items()}
+        state = {g: {k: full(lambda sb, g=g, k=k: sb.state[g].get(k), float("nan")) for k in ks}
+                 for g, ks in keys.items()}
     assert lower is not None and a_in is not None
     return SpecBound(lower, a_in, coeffs, state, lin)
 
 
-def _state_full(parts: list[tuple[np.ndarray, np.ndarray, SpecBound]], g: str, k: int, n_dom: int,
-                r: int) -> torch.Tensor:
-    """The warm-start tensor ``state[g][k]`` over all sub-domains and rows (NaN: none)."""
-    first = next(sb.state[g][k] for _, _, sb in parts if k in sb.state[g])
-    out = torch.full((n_dom, r) + tuple(first.shape[2:]), float("nan"), dtype=first.dtype)
-    for sel, rows, sb in parts:
-        if k in sb.state[g]:
-            dom = torch.as_tensor(sel)[:, None].expand(rows.shape)
-            out[dom, torch.as_tensor(rows)] = sb.state[g][k]
+def _scattered(parts: list[Part], get: Any, fill: float, n_dom: int, r: int) -> torch.Tensor | None:
+    """``get(bounds)`` of every group, ``(k, m, ...)`` on its packed rows, placed in one
+    ``(n_dom, r, ...)`` tensor (``fill`` where no group has a value); None when no group has one."""
+    values = [(sel, rows, get(sb)) for sel, rows, sb in parts]
+    first = next((v for _, _, v in values if v is not None), None)
+    if first is None:
+        return None
+    out = torch.full((n_dom, r) + tuple(first.shape[2:]), fill, dtype=first.dtype)
+    for sel, rows, v in values:
+        if v is not None:
+            out[torch.as_tensor(sel)[:, None].expand(rows.shape), torch.as_tensor(rows)] = v
     return out

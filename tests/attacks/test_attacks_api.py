@@ -100,6 +100,8 @@ def test_bad_inputs_are_rejected_before_any_work(digits_small, change, error, wo
     ({"eps": 0.1, "stepz": 3}, "unknown option"),
     ({"eps": 0.1, "device": "tpu"}, "device"),
     ({"eps": 0.1, "budget": 0.5}, "budget >= 1"),
+    ({"eps": 0.1, "graph": "maybe"}, "expected graph true, false or null"),
+    ({"eps": 0.1, "masked": 1}, "expected masked true, false or null"),
 ])
 def test_bad_settings_are_config_errors(digits_small, kwargs, words):
     net, x, y = digits_small
@@ -150,3 +152,9 @@ def test_attack_under_no_grad(digits_small):
     with torch.no_grad():
         res = A.pgd(net, x, y, eps=0.1, steps=5, threads=1)
     assert res.success.any()
+
+
+def test_cw_graph_switch_is_checked(digits_small):
+    net, x, y = digits_small
+    with pytest.raises(ConfigError, match="cw: expected graph true, false or null"):
+        A.cw(net, x, y, eps=float("inf"), norm="l2", graph="yes")
