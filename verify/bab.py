@@ -136,6 +136,8 @@ class BabConfig:
     split_balance: float = 64.0    # input splitting: split the relatively widest dimension when it is this many times
                                    # wider than the chosen one (0: off)
     portfolio: bool = True         # input splitting, workers >= 2: race the two split heuristics in parallel processes
+    share: bool = True             # ReLU splitting, workers >= 2: one search on that many processes (verify/sharing.py) ...
+    share_after: float = 4.0       # ... from this many seconds into the search on
     intermediate: str = "auto"     # input splitting: how pre-activation bounds are computed (see bounds.compute_bounds)
     refalsify_share: float = 0.1   # share of the search's time spent on renewed falsification rounds (0: none)
     refalsify_after: float = 2.0   # seconds of search before the first round (quick instances pay nothing)
@@ -153,6 +155,7 @@ class BabOutcome:
     z3_calls: int = 0
     z3_time_s: float = 0.0
     phase_closed: int = 0          # sub-domains closed by their phase patterns' LPs
+    shared: list[int] = field(default_factory=list)  # shared search: sub-domains bounded by each member
     message: str = ""
     progress: list[str] = field(default_factory=list)
 
@@ -235,7 +238,10 @@ class _Search:
         self.batch_s = 0.0  # seconds the last batch's bounds took (not counting the root's, bounded once)
 
     # -- main loop ----------------------------------------------------------
-    def run(self) -> BabOutcome:
+    def run(self, until_pending: int = 0, until_after: float = 0.0) -> BabOutcome | None:
+        """Search from the whole box.  ``until_pending > 0``: return None (the queue kept) once
+        that many sub-domains are queued, the search has run ``until_after`` seconds and no Z3
+        leaf is in flight, for a shared search (:mod:`~nnaudit.verify.sharing`) to hand them out."""
         empty_disj = [j for j, (_, d) in enumerate(self.region.disjuncts) if len(d) == 0]
         if empty_disj:
             return self._finish("unknown", "a disjunct has no output constraint: every input is unsafe, "
@@ -243,8 +249,27 @@ class _Search:
         first = _Chunk(self.box.lower[None].copy(), self.box.upper[None].copy(),
                        np.ones((1, self.n_disj), bool), np.zeros(1, np.int64), self._no_splits(1))
         self._push(first)
+        return self.loop(until_pending=until_pending, until_after=until_after)
+
+    def loop(self, share: Any = None, member: int = 0, until_pending: int = 0,
+             until_after: float = 0.0) -> BabOutcome | None:
+        """Bound the queued sub-domains (and what they split into) until decided.
+
+        ``share`` (a :class:`~nnaudit.verify.sharing.Share`): this search is one member of
+        a shared search; it gives sub-domains to idle members, and when its own queue runs
+        dry it waits for theirs (``member``: its index there).  "holds" then means that every
+        member's queue ran dry."""
         try:
-            while self.queue or self.futures:
+            while True:
+                if not self.queue and not self.futures:
+                    if share is None:
+                        break
+                    waited = share.wait(self, member)
+                    if waited == "done":
+                        break
+                    if waited == "timeout":
+                        return self._finish("timeout", "deadline reached")
+                    continue
                 # a batch whose bounds cannot end by the deadline is not started (a wide
                 # network's batch takes up to a second, and its answer would come after it)
                 if time.monotonic() + self.batch_s > self.deadline:
@@ -256,12 +281,18 @@ class _Search:
                     continue
                 if self._step(self._pop()):
                     return self.out
+                if (until_pending and self.pending >= until_pending and not self.futures
+                        and time.monotonic() - self.started >= until_after):
+                    return None
+                if share is not None:
+                    share.offer(self, member)
             if self.unknown_leaves:
                 return self._finish("unknown", f"{self.unknown_leaves} sub-domain(s) left undecided by Z3")
             return self._finish("holds", "")
         finally:
             if self.pool is not None:
                 self.pool.terminate()
+                self.pool = None
 
     def _refalsify(self) -> bool:
         """A falsification round with a fresh seed when its share of the time allows; True when
@@ -767,10 +798,16 @@ def run_bab(low: Lowered, network: Any, ort: Any, box: Box, region: Region, conf
     Xu at 40-60 s: 2_2 prop 1 and 1_1 prop 3 time out with the plain score and
     take 2-5 s balanced; 1_1 prop 5 and 1_9 prop 7 the reverse, 4-38 s plain),
     and both are sound, so either answer stands.  The search loop is
-    single-threaded, so each member has a core.
+    single-threaded, so each member has a core.  With ReLU splitting,
+    ``config.share`` and at least two workers, one search runs on that many
+    processes that share their sub-domains (:mod:`~nnaudit.verify.sharing`).
     """
+    from nnaudit.verify import sharing
+
     if _portfolio_applies(low, config):
         return _run_portfolio(low, network, box, region, config, deadline, progress)
+    if sharing.applies(low, config):
+        return sharing.run_shared(low, network, ort, box, region, config, deadline, progress)
     return _Search(low, network, ort, box, region, config, deadline, progress).run()
 
 
@@ -806,10 +843,7 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
                 break
             for conn in ready:
                 waiting.remove(conn)
-                try:
-                    out = conn.recv()
-                except EOFError:
-                    out = BabOutcome("unknown", message="a portfolio member died without an answer")
+                out = receive(conn, "portfolio")
                 if out.status in ("holds", "violated"):
                     return out
                 outcomes.append(out)
@@ -825,6 +859,14 @@ def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config:
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=1.0)
+
+
+def receive(conn: Any, who: str) -> BabOutcome:
+    """The :class:`BabOutcome` a member process sent on ``conn``; "unknown" when it died without one."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return BabOutcome("unknown", message=f"a {who} member died without an answer")
 
 
 def _portfolio_member(conn: Any, low: Lowered, network: Any, box: Box, region: Region, config: BabConfig,

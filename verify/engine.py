@@ -113,8 +113,9 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         stats["z3_calls"] += out.z3_calls
         stats["z3_time_s"] += out.z3_time_s
         stats["phase_closed"] += out.phase_closed
-        log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns)", i + 1, len(spec.cases),
-                 out.status, out.subdomains, out.phase_closed)
+        log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns%s)", i + 1, len(spec.cases),
+                 out.status, out.subdomains, out.phase_closed,
+                 f"; bounded by each process of the shared search: {out.shared}" if out.shared else "")
         if out.status == "violated":
             return result(Verdict.VIOLATED, out.counterexample, out.message)
         if out.status != "holds":

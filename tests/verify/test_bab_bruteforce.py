@@ -29,6 +29,9 @@ MODES = {
     # sub-domains with few unstable ReLUs closed by an LP per phase pattern, from the root on
     "phases": replace(BASE, bab=replace(BASE.bab, phase_depth=0, phase_max_unstable=8)),
     "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),
+    # the same on two processes sharing sub-domains (batches of 2, so that they are handed around)
+    "relu-split-shared": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1, workers=2,
+                                                    batch_relu=2, share_after=0.0)),
     "z3-only": replace(BASE, bab=replace(BASE.bab, z3_max_unstable=1000)),
     # every Z3 probe runs out at once: sub-domains sent to Z3 for their depth are split on instead
     "z3-probes-run-out": replace(BASE, bab=replace(BASE.bab, z3_max_depth=2, z3_probe_timeout=0.0, z3_depth_step=3,
