@@ -217,7 +217,7 @@ class _Search:
         self.n_disj = len(region.disjuncts)
         self.multi_row = any(len(d) > 1 for _, d in region.disjuncts)
         self.phases_exact = phases_apply(low)
-        self.relu_mode = low.input_size > config.input_split_dims and any(n.kind == "relu" for n in low.nodes)
+        self.relu_mode = relu_splitting(low, config)
         self.out = BabOutcome("unknown")
         self.queue: list[_Chunk] = []
         self.pending = 0
@@ -811,9 +811,13 @@ def run_bab(low: Lowered, network: Any, ort: Any, box: Box, region: Region, conf
     return _Search(low, network, ort, box, region, config, deadline, progress).run()
 
 
+def relu_splitting(low: Lowered, config: BabConfig) -> bool:
+    """Whether the search splits ReLUs (more inputs than ``input_split_dims`` and some ReLU) rather than inputs."""
+    return low.input_size > config.input_split_dims and any(n.kind == "relu" for n in low.nodes)
+
+
 def _portfolio_applies(low: Lowered, config: BabConfig) -> bool:
-    input_mode = not (low.input_size > config.input_split_dims and any(n.kind == "relu" for n in low.nodes))
-    return config.portfolio and config.workers >= 2 and input_mode and not mp.current_process().daemon
+    return config.portfolio and config.workers >= 2 and not relu_splitting(low, config) and not mp.current_process().daemon
 
 
 def _run_portfolio(low: Lowered, network: Any, box: Box, region: Region, config: BabConfig,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.bab import BabConfig, BabOutcome, _Chunk, _Search, receive
+from nnaudit.verify.bab import BabConfig, BabOutcome, _Chunk, _Search, receive, relu_splitting
 from nnaudit.verify.lower import Lowered
 from nnaudit.verify.spec import Box, Region
 
@@ -63,10 +63,11 @@ class Share:
         self.done[i], self.left[i] = search.out.subdomains, search.pending
         if self.busy.value >= self.members or search.pending < 2 * search.cfg.batch_relu:
             return
-        goal, given = search.pending // 2, []
-        while search.queue and sum(len(c) for c in given) < goal:
+        goal, given, count = search.pending // 2, [], 0
+        while search.queue and count < goal:
             given.append(search.queue.pop(0))
-        search.pending -= sum(len(c) for c in given)
+            count += len(given[-1])
+        search.pending -= count
         self.left[i] = search.pending
         with self.lock:
             self.transit.value += 1
@@ -99,8 +100,7 @@ class Share:
 def applies(low: Lowered, config: BabConfig) -> bool:
     """A shared search: ReLU splitting, ``config.share``, at least two workers, and not already
     inside a worker process."""
-    relu_mode = low.input_size > config.input_split_dims and any(n.kind == "relu" for n in low.nodes)
-    return relu_mode and config.share and config.workers >= 2 and not mp.current_process().daemon
+    return relu_splitting(low, config) and config.share and config.workers >= 2 and not mp.current_process().daemon
 
 
 def run_shared(low: Lowered, network: Any, ort: Any, box: Box, region: Region, config: BabConfig,
