@@ -24,8 +24,12 @@ NO_FALSIFY = FalsifyConfig(samples=1, pgd_starts=0)
 BASE = VerifyConfig(timeout_s=30, falsify=NO_FALSIFY)
 MODES = {
     "input-split": BASE,
+    # the older split score (the final linear bound's input coefficients times the widths)
+    "input-split-smear": replace(BASE, bab=replace(BASE.bab, split_score="smear")),
+    # one input-split search on two processes sharing sub-domains (batches of 2, so that they are handed around)
+    "input-split-shared": replace(BASE, bab=replace(BASE.bab, workers=2, batch=2, share_after=0.0)),
     # the two input-split heuristics raced in two processes
-    "portfolio": replace(BASE, bab=replace(BASE.bab, workers=2)),
+    "portfolio": replace(BASE, bab=replace(BASE.bab, workers=2, portfolio=True)),
     # sub-domains with few unstable ReLUs closed by an LP per phase pattern, from the root on
     "phases": replace(BASE, bab=replace(BASE.bab, phase_depth=0, phase_max_unstable=8)),
     "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),

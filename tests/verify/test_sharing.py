@@ -1,6 +1,6 @@
-"""ReLU splitting on several processes that share their sub-domains (``verify/sharing.py``): the
-same tree as one process -- every sub-domain bounded exactly once, by one of the members -- the
-same verdicts, and the deadline kept."""
+"""ReLU and input splitting on several processes that share their sub-domains
+(``verify/sharing.py``): the same tree as one process -- every sub-domain bounded exactly once,
+by one of the members -- the same verdicts, and the deadline kept."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from nnaudit.verify.spec import linear_property
 # no Z3 and no falsification rounds: the tree of sub-domains depends on the property alone
 TREE = BabConfig(input_split_dims=0, z3_max_unstable_relu=-1, z3_max_depth_relu=10**6, batch_relu=2,
                  refalsify_share=0.0, share_after=0.0)
+# the same with input splitting (gradient scores, a parent's reused: they travel with the sub-domains)
+INPUT_TREE = BabConfig(z3_max_unstable=-1, z3_max_depth=10**6, phase_max_unstable=0, batch=2, gradient_every=2,
+                       refalsify_share=0.0, share_after=0.0)
 
 
 def _case(tmp_path, seed: int, below: float):
@@ -37,13 +40,14 @@ def _run(path, net, case, config: BabConfig, seconds: float = 60.0):
     return run_bab(lower(net), net, OnnxRuntimeModel(path), box, region, config, time.monotonic() + seconds)
 
 
+@pytest.mark.parametrize("tree", [TREE, INPUT_TREE], ids=["relu-split", "input-split"])
 @pytest.mark.parametrize("seed", [0, 3])
-def test_the_members_bound_the_same_tree_as_one_process(tmp_path, seed: int) -> None:
+def test_the_members_bound_the_same_tree_as_one_process(tmp_path, seed: int, tree: BabConfig) -> None:
     from dataclasses import replace
 
     path, net, case = _case(tmp_path, seed, 0.02)
-    alone = _run(path, net, case, replace(TREE, workers=1))
-    shared = _run(path, net, case, replace(TREE, workers=2))
+    alone = _run(path, net, case, replace(tree, workers=1))
+    shared = _run(path, net, case, replace(tree, workers=2))
     assert alone.status == shared.status == "holds"
     assert alone.shared == [] and len(shared.shared) == 2 and min(shared.shared) > 0
     # one sub-domain lost would leave a hole in the proof; one bounded twice shows a copy was made
