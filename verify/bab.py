@@ -156,6 +156,14 @@ class BabConfig:
     seed: int = 0                  # seed of the renewed rounds (portfolio members get different ones)
     warm_bytes: int = 1 << 30      # ReLU splitting: memory for the queue's warm starts (beyond it, children start cold)
 
+    def __post_init__(self) -> None:
+        from nnaudit.errors import ConfigError
+
+        if self.split_score not in ("gradient", "smear"):
+            raise ConfigError(f"branch and bound: expected split_score 'gradient' or 'smear', got {self.split_score!r}")
+        if self.gradient_every < 1:
+            raise ConfigError(f"branch and bound: expected gradient_every >= 1, got {self.gradient_every}")
+
 
 @dataclass
 class BabOutcome:

@@ -21,7 +21,7 @@ from nnaudit.errors import NnauditError
 @click.option("--result-file", type=click.Path(dir_okay=False), help="Write the verdict in the VNN-COMP result format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result document instead of a summary.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the JSON result document to this file.")
-@click.option("--workers", default=None, type=int, help="Processes: ReLU splitting shares its sub-domains among them, input splitting races two heuristics, Z3 leaves are decided in parallel (default: all cores).")
+@click.option("--workers", default=None, type=int, help="Processes: one search shares its sub-domains among them (ReLU or input splitting), Z3 leaves are decided in parallel (default: all cores).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--alpha-steps", default=0, show_default=True, help="Optimise lower ReLU slopes (alpha-CROWN) for this many steps per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when stderr is a terminal).")

@@ -94,3 +94,14 @@ def test_a_split_halves_the_dimension_with_the_largest_gain(tmp_path) -> None:
     assert np.array_equal(children.lo[:, others], np.repeat(lo[:, others], 2, axis=0))
     assert np.array_equal(children.hi[:, others], np.repeat(hi[:, others], 2, axis=0))
     assert children.sens is not None and np.allclose(children.sens, np.repeat(gains / (hi - lo), 2, axis=0))
+
+
+def test_bad_score_settings_are_refused() -> None:
+    import pytest
+
+    from nnaudit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="split_score"):
+        BabConfig(split_score="widest")
+    with pytest.raises(ConfigError, match="gradient_every"):
+        BabConfig(gradient_every=0)
