@@ -153,7 +153,7 @@ class BabConfig:
     intermediate: str = "auto"     # input splitting: how pre-activation bounds are computed (see bounds.compute_bounds)
     refalsify_share: float = 0.1   # share of the search's time spent on renewed falsification rounds (0: none)
     refalsify_after: float = 2.0   # seconds of search before the first round (quick instances pay nothing)
-    seed: int = 0                  # seed of the renewed rounds (portfolio members get different ones)
+    seed: int = 0                  # seed of the renewed rounds (portfolio and shared-search members get different ones)
     warm_bytes: int = 1 << 30      # ReLU splitting: memory for the queue's warm starts (beyond it, children start cold)
 
     def __post_init__(self) -> None:
@@ -192,7 +192,7 @@ class _Chunk:
     warm: dict[str, dict[int, np.ndarray]] | None = None  # ReLU splitting: the parent's optimised slopes and
                                                          # multipliers (float16, as SpecBound.state), or None
     sens: np.ndarray | None = None       # input splitting, gradient scores: (k, n_in) the parent's bound's response
-                                         # to each width (see _Search._width_gains), or None
+                                         # to each width (see _Search._sensitivities), or None
 
     def __len__(self) -> int:
         return len(self.lo)
