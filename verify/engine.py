@@ -97,7 +97,8 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         cex = falsify(net, ort, box, region, config.falsify, deadline)
         if cex is not None:
             phases["falsify"] = time.monotonic() - t
-            return result(Verdict.VIOLATED, cex)
+            return result(Verdict.VIOLATED, cex, "counterexample found by falsification (random sampling and PGD on "
+                                                 "the property's margin) before the search")
     phases["falsify"] = time.monotonic() - t
     messages = []
     undecided = None

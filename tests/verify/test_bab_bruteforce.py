@@ -5,6 +5,7 @@ re-checked by onnxruntime on the file."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -221,6 +222,13 @@ def test_falsification_goes_on_during_the_search(tmp_path) -> None:
     assert counterexample_ok(path, prop, res.counterexample.x)
     plain = verify_property(net, prop, config=replace(BASE, bab=replace(BASE.bab, refalsify_share=0.0)))
     assert plain.verdict is Verdict.VIOLATED and "falsification" not in plain.message
+    # the message says where in the search the counterexample came from
+    assert re.fullmatch(r"counterexample (at the centre or bound-minimising vertex|from Z3's model|from a search near Z3's "
+                        r"model \(rounding defeated the model itself\)) of a sub-domain "
+                        r"at depths? \d+(-\d+)?( of the search)?", plain.message), plain.message
+    first = verify_property(net, prop, config=replace(BASE, falsify=FalsifyConfig()))
+    assert first.verdict is Verdict.VIOLATED and first.message.endswith("before the search")
+    assert counterexample_ok(path, prop, first.counterexample.x)
 
 
 def test_a_combination_of_rows_closes_what_no_single_row_does() -> None:
