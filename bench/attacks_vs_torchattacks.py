@@ -266,6 +266,8 @@ def main() -> None:
                         help="results file stem under bench/results (default attacks_vs_torchattacks, "
                              "with _cuda appended on a GPU)")
     args = parser.parse_args()
+    if args.check_seeds < 1:
+        parser.error(f"--check-seeds: expected at least 1 (the timed seed), got {args.check_seeds}")
     if args.name is None:
         args.name = "attacks_vs_torchattacks" + ("_cuda" if args.device.startswith("cuda") else "")
     torch.set_num_threads(args.threads)

@@ -505,15 +505,15 @@ class _Search:
         centre = (chunk.lo[idx] + chunk.hi[idx]) / 2
         cand = np.concatenate([vertex, centre])
         shape = tuple(self.network.input_shape)
-        margins = self.region.margin(self.low.evaluate(cand))
-        hits = cand[margins <= 1e-6]
+        hit = self.region.margin(self.low.evaluate(cand)) <= 1e-6
+        hits = cand[hit]
         if len(hits) == 0:
             return False
         found = confirm(self.ort, self.box, self.region, hits[:16], shape)
         if found is None:
             return False
         self.out.counterexample = found
-        depths = np.concatenate([chunk.depth[idx], chunk.depth[idx]])[margins <= 1e-6][:16]
+        depths = np.concatenate([chunk.depth[idx], chunk.depth[idx]])[hit][:16]
         self._finish("violated", "counterexample at the centre or bound-minimising vertex of a sub-domain "
                                  f"{_depths(depths)} of the search")
         return True
