@@ -14,7 +14,8 @@ so ``import nnaudit.attacks`` does not import torch:
 - ``evaluate(network, x, y, attacks=[...], eps=[...], norm="linf")`` ->
   :class:`Evaluation` (``.clean_accuracy``, ``.robust_accuracy``, ``.to_dict()``);
 - ``minimize_in_box``: batched projected sign-gradient descent in a box
-  (shared with the verifier's falsification phase);
+  (defined in :mod:`nnaudit.networks.box_search`, shared with the verifier's
+  falsification phase);
 - ``ThreatModel``, ``Norm``, ``RunConfig``, ``ATTACKS``, ``make_attack`` and
   the config dataclasses.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 from nnaudit._lazy import lazy_getattr
 
 _LAZY = {
-    "minimize_in_box": "nnaudit.attacks.box",
+    "minimize_in_box": "nnaudit.networks.box_search",
     "fgsm": "nnaudit.attacks.api",
     "pgd": "nnaudit.attacks.api",
     "apgd": "nnaudit.attacks.api",

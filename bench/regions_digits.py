@@ -27,9 +27,9 @@ import numpy as np
 from nnaudit.networks import zoo
 from nnaudit.networks.datasets import digits
 from nnaudit.networks.runtime import OnnxRuntimeModel
-from nnaudit.verify.dlv import DLVConfig
-from nnaudit.verify.region_api import RegionConfig, regions
-from nnaudit.verify.region_spec import Manipulation
+from nnaudit.verify.regions.dlv import DLVConfig
+from nnaudit.verify.regions.api import RegionConfig, check_image
+from nnaudit.verify.regions.spec import Manipulation
 
 RESULTS = Path(__file__).parent / "results"
 #: (name, grid, manipulation) of the two settings
@@ -64,7 +64,7 @@ def run_setting(net_name: str, grid: str, manip: Manipulation, limit: int, timeo
         counts = {"safe": 0, "unsafe": 0, "unknown": 0}
         times, routes, skipped = [], {}, 0
         for i in range(limit):
-            res = regions(net, x[i], int(y[i]), grid, manip, method=method, config=config, ort=ort, index=i)
+            res = check_image(net, x[i], int(y[i]), grid, manip, method=method, config=config, ort=ort, index=i)
             skipped += res.skipped is not None
             for r in res.regions:
                 counts[r.verdict.value] += 1

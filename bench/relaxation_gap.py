@@ -44,7 +44,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from nnaudit.networks import load
 from nnaudit.verify.bab import BabConfig
 from nnaudit.verify.bounds import LayerBounds, compute_bounds, spec_lower
-from nnaudit.verify.lower import Lowered, lower
+from nnaudit.networks.lower import Lowered, lower
 from nnaudit.verify.spec import Region
 from nnaudit.verify.vnnlib import parse
 

@@ -48,7 +48,7 @@ class DenseChain:
         A chain of ``Linear`` and ``Relu`` layers on flat rows keeps its weights.
         Any other sequence of ReLUs and affine layers (convolutions, reshapes,
         padding, average pooling, ...) is lowered to dense matrices (the exact
-        affine forms of :func:`nnaudit.verify.lower.lower`) when they are small
+        affine forms of :func:`nnaudit.networks.lower.lower`) when they are small
         (:data:`MAX_DENSE` entries each): on small images a convolution as a
         matrix product costs a fraction of the convolution's backward pass
         (digits-cnn, 450 rows, CPU: a forward and backward pass 8.0 ms through
@@ -62,7 +62,7 @@ class DenseChain:
     @classmethod
     def _lowered(cls, net: Network, device: torch.device | str) -> DenseChain | None:
         """The chain of ``net``'s dense lowering, when every non-linear node is a ReLU fed by the one before."""
-        from nnaudit.verify.lower import lower
+        from nnaudit.networks.lower import lower
 
         low = lower(net)
         if any(node.kind != "relu" or set(node.pre.mats) != {k} for k, node in enumerate(low.nodes)):

@@ -7,8 +7,9 @@ torch or z3:
   holds, violated with a checked counterexample, or unknown/timeout;
 - ``Box``, ``robustness_property`` (:mod:`nnaudit.verify.spec`): programmatic
   properties;
-- ``regions`` (:mod:`nnaudit.verify.region_api`): safety of image regions
-  under discretized manipulations (DLV).
+- ``check_image`` (:mod:`nnaudit.verify.regions.api`): safety of every region
+  of one image under discretized manipulations (DLV); the region-safety engine
+  is the subpackage :mod:`nnaudit.verify.regions`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _LAZY = {
     "Box": "nnaudit.verify.spec",
     "robustness_property": "nnaudit.verify.spec",
     "Verdict": "nnaudit.verify.results",
-    "regions": "nnaudit.verify.region_api",
+    "check_image": "nnaudit.verify.regions.api",
 }
 
 __all__ = sorted(_LAZY)

@@ -89,7 +89,7 @@ import torch
 
 from nnaudit.verify.bounds import LayerBounds, SpecBound, compute_bounds, spec_lower
 from nnaudit.verify.falsify import FalsifyConfig, confirm, falsify
-from nnaudit.verify.lower import Lowered
+from nnaudit.networks.lower import Lowered
 from nnaudit.verify.phases import applies as phases_apply
 from nnaudit.verify.phases import closes_by_phases, combination_closes
 from nnaudit.verify.results import Counterexample
@@ -857,7 +857,7 @@ def _depths(depths: np.ndarray) -> str:
 def _search_near(network: Any, ort: Any, box: Box, leaf: Box, region: Region, x: np.ndarray) -> Counterexample | None:
     """Rounding defeated a solver model: PGD on the margin in a small box around it."""
     try:
-        from nnaudit.attacks import minimize_in_box
+        from nnaudit.networks.box_search import minimize_in_box
     except (ImportError, AttributeError):
         return None
     from nnaudit.verify.falsify import torch_margin

@@ -3,7 +3,7 @@ symbolic linear bounds by backward substitution (DeepPoly / CROWN), with
 optional optimisation of the lower ReLU slopes (alpha-CROWN).
 
 This is step 2 of the verification pipeline (falsify -> bounds -> branch and
-bound -> Z3).  It works on the lowered form of :mod:`nnaudit.verify.lower`
+bound -> Z3).  It works on the lowered form of :mod:`nnaudit.networks.lower`
 (non-linear nodes over exact dense affine edges) in float64 torch, batched
 over ``D`` sub-domains at once.  Each sub-domain is an input box and,
 optionally, fixed ReLU phases (``splits``) from branch and bound.
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.lower import Affine, Lowered, Node, lower
+from nnaudit.networks.lower import Affine, Lowered, Node, lower
 
 _DT = torch.float64
 #: dtype of the alpha/beta gradient search; the bound itself is always evaluated in float64
@@ -569,5 +569,5 @@ def spec_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, c: np.ndarra
 
 
 def lower_network(network: Any) -> Lowered:
-    """The lowered form (see :mod:`nnaudit.verify.lower`); accepts a Network or Lowered."""
+    """The lowered form (see :mod:`nnaudit.networks.lower`); accepts a Network or Lowered."""
     return lower(network)

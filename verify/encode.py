@@ -2,7 +2,7 @@
 
 Step 4 of the pipeline: a sub-domain that bounds neither prove nor refute is
 decided exactly.  The encoding follows the lowered form
-(:mod:`nnaudit.verify.lower`): each node's pre-activation is a fresh real
+(:mod:`nnaudit.networks.lower`): each node's pre-activation is a fresh real
 ``z == sum(w * source) + b`` with the float64 weights as exact rationals;
 then the node's IR layer encodes itself (``z3_encode``: ReLU with a case
 split only for unstable neurons, MaxPool, see
@@ -24,8 +24,8 @@ import numpy as np
 import z3
 
 from nnaudit.errors import SolverError
-from nnaudit.verify.lower import Affine, Lowered
-from nnaudit.verify.lower import lower as lower_network
+from nnaudit.networks.lower import Affine, Lowered
+from nnaudit.networks.lower import lower as lower_network
 from nnaudit.verify.smt import real
 
 _IDS = itertools.count()

@@ -53,7 +53,7 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
     """
     from nnaudit.networks import load
     from nnaudit.networks.runtime import OnnxRuntimeModel
-    from nnaudit.verify.lower import lower
+    from nnaudit.networks.lower import lower
     from nnaudit.verify.vnnlib import parse
 
     import torch
@@ -69,7 +69,7 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
 def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> VerifyResult:
     from nnaudit.networks import load
     from nnaudit.networks.runtime import OnnxRuntimeModel
-    from nnaudit.verify.lower import lower
+    from nnaudit.networks.lower import lower
     from nnaudit.verify.vnnlib import parse
 
     start = time.monotonic()

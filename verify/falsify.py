@@ -113,7 +113,7 @@ def falsify(network: Any, ort: Any, box: Box, region: Region, config: FalsifyCon
 
 def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, config: FalsifyConfig) -> Counterexample | None:
     try:
-        from nnaudit.attacks import minimize_in_box
+        from nnaudit.networks.box_search import minimize_in_box
     except (ImportError, AttributeError) as exc:  # the attacks package is optional at run time
         log.warning("PGD falsification unavailable (%s); using random sampling only", exc)
         return None

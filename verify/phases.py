@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from nnaudit.verify.encode import widen
-from nnaudit.verify.lower import Lowered
+from nnaudit.networks.lower import Lowered
 from nnaudit.verify.spec import Region
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from nnaudit.verify.bounds import LayerBounds, SpecBound, _each, spec_lower
-from nnaudit.verify.lower import Lowered
+from nnaudit.networks.lower import Lowered
 
 #: a second bounding call costs about this many (sub-domain, row) pairs of work
 CALL_COST = 16

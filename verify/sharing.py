@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from nnaudit.verify.bab import BabConfig, BabOutcome, _Chunk, _Search, receive
-from nnaudit.verify.lower import Lowered
+from nnaudit.networks.lower import Lowered
 from nnaudit.verify.spec import Box, Region
 
 #: seconds an idle member waits for a chunk before looking at the clock and the others again

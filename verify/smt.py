@@ -19,6 +19,9 @@ import numpy as np
 import z3
 
 from nnaudit.errors import SolverError
+from nnaudit.networks.z3terms import real
+
+__all__ = ["SmtOutcome", "real", "solve", "to_float"]
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +81,3 @@ def to_float(value: Any) -> float:
     if z3.is_algebraic_value(value):
         return float(Fraction(value.approx(30).as_fraction()))
     raise SolverError(f"z3 model value {value} is not a number")
-
-
-def real(value: float) -> Any:
-    """The exact rational value of a float as a Z3 real constant."""
-    frac = Fraction(float(value))
-    return z3.RealVal(f"{frac.numerator}/{frac.denominator}") if frac.denominator != 1 else z3.RealVal(frac.numerator)

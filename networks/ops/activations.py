@@ -120,7 +120,7 @@ class Relu(_Activation):
         bounds, ``l <= z <= u`` and the triangle ``x <= u (z - l) / (u - l)``."""
         import z3
 
-        from nnaudit.verify.smt import real
+        from nnaudit.networks.z3terms import real
 
         out: list[Any] = []
         cons: list[Any] = []

@@ -120,16 +120,16 @@ def regions_run(net: Any, x: np.ndarray, y: np.ndarray, *, grid: tuple[int, int]
     """``nnaudit.verify.regions`` on every image of ``x`` and the ``regions`` document."""
     from nnaudit.networks.runtime import OnnxRuntimeModel
     from nnaudit.reports import schema
-    from nnaudit.verify import regions
-    from nnaudit.verify.region_api import RegionConfig, method_list
-    from nnaudit.verify.region_spec import Manipulation
+    from nnaudit.verify.regions import check_image
+    from nnaudit.verify.regions.api import RegionConfig, method_list
+    from nnaudit.verify.regions.spec import Manipulation
 
     manip = Manipulation(step=step, steps=steps, clip=clip, budget_norm=None if budget is None else budget_norm,
                          budget=budget)
     spec = f"patch:{patch}" if patch is not None else f"{grid[0]}x{grid[1]}" if grid else "whole"
     config = RegionConfig(timeout_per_region=timeout)
     ort = OnnxRuntimeModel(net.source)
-    images = [regions(net, x[i], int(y[i]), spec, manip, method=method, config=config, ort=ort, index=i)
+    images = [check_image(net, x[i], int(y[i]), spec, manip, method=method, config=config, ort=ort, index=i)
               for i in range(len(x))]
     settings = {"regions": spec, "manipulation": manip.to_dict(), "method": method, "timeout_per_region": timeout,
                 "num_images": int(len(x))}
@@ -140,8 +140,8 @@ def regions_run(net: Any, x: np.ndarray, y: np.ndarray, *, grid: tuple[int, int]
 
 
 def prepare_regions(check: RegionsCheck, run: RunSettings) -> Runner:
-    from nnaudit.verify.region_api import method_list
-    from nnaudit.verify.region_spec import ImageLayout, Manipulation
+    from nnaudit.verify.regions.api import method_list
+    from nnaudit.verify.regions.spec import ImageLayout, Manipulation
 
     net = load_network(check.model)
     x, y = load_samples(net, check.data, check.limit)

@@ -80,7 +80,7 @@ class Nnaudit:
                 patch: int | None = None, step: float = 0.1, steps: int = 1, budget: float | None = None,
                 budget_norm: str = "l0", method: str = "exact", timeout: float | None = None) -> tuple[Any, ...]:
         """``nnaudit.verify.regions`` on each of the first ``limit`` images; returns
-        their :class:`~nnaudit.verify.region_result.ImageResult` objects."""
+        their :class:`~nnaudit.verify.regions.result.ImageResult` objects."""
         net = adapters.load_network(self._path(model))
         x, y = self._data(net, data, limit)
         images, doc = adapters.regions_run(net, x, y, grid=grid, patch=patch, step=step, steps=steps, budget=budget,

@@ -125,12 +125,12 @@ def _digits() -> tuple[Any, Any]:
 
 def _regions(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
     """Region safety through the same runner as ``nnaudit regions`` (same document)."""
-    run = _need("nnaudit.verify.region_run", "run")
-    run_plan = _need("nnaudit.verify.region_run", "RunPlan")
-    region_config = _need("nnaudit.verify.region_api", "RegionConfig")
-    resolve_regions = _need("nnaudit.verify.region_api", "resolve_regions")
-    manipulation = _need("nnaudit.verify.region_spec", "Manipulation")
-    layout = _need("nnaudit.verify.region_spec", "ImageLayout")
+    run = _need("nnaudit.verify.regions.run", "run")
+    run_plan = _need("nnaudit.verify.regions.run", "RunPlan")
+    region_config = _need("nnaudit.verify.regions.api", "RegionConfig")
+    resolve_regions = _need("nnaudit.verify.regions.api", "resolve_regions")
+    manipulation = _need("nnaudit.verify.regions.spec", "Manipulation")
+    layout = _need("nnaudit.verify.regions.spec", "ImageLayout")
     import numpy as np
 
     from nnaudit.networks import zoo

@@ -51,11 +51,11 @@ def command(model: str, data: str, limit: int | None, start: int, grid: str | No
     from nnaudit.errors import ConfigError, SpecError
     from nnaudit.networks import load
     from nnaudit.networks.datasets import load_data
-    from nnaudit.verify.dlv import DLVConfig
-    from nnaudit.verify.region_api import RegionConfig, resolve_regions
-    from nnaudit.verify.region_exact import ExactConfig
-    from nnaudit.verify.region_run import RunPlan, run, summary
-    from nnaudit.verify.region_spec import ImageLayout, Manipulation, parse_grid
+    from nnaudit.verify.regions.dlv import DLVConfig
+    from nnaudit.verify.regions.api import RegionConfig, resolve_regions
+    from nnaudit.verify.regions.exact import ExactConfig
+    from nnaudit.verify.regions.run import RunPlan, run, summary
+    from nnaudit.verify.regions.spec import ImageLayout, Manipulation, parse_grid
 
     if sum(v is not None and v is not False for v in (grid, patch, whole or None)) > 1:
         raise SpecError("regions: give only one of --grid, --patch and --whole")

@@ -290,7 +290,7 @@ def test_a_batch_whose_bounds_would_end_past_the_deadline_is_not_started(tmp_pat
 
     from nnaudit.networks.runtime import OnnxRuntimeModel
     from nnaudit.verify.bab import _Search
-    from nnaudit.verify.lower import lower
+    from nnaudit.networks.lower import lower
     from nnaudit.verify.spec import Box, Region
 
     path, net, lo, hi, y = _net_box_grid(tmp_path, 14, (2, 8, 8, 2))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from nnaudit.networks import load
 from nnaudit.verify.bounds import LayerBounds, _Adam, compute_bounds, spec_lower
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 
 import verify_nets
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nnaudit.networks import load
 from nnaudit.verify.bounds import output_bounds, spec_bounds
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 
 import verify_nets
 

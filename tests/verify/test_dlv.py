@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from nnaudit.errors import SpecError
-from nnaudit.verify import dlv
-from nnaudit.verify.dlv import DLVConfig, check_dlv
-from nnaudit.verify.region_api import RegionConfig, check_region, regions
-from nnaudit.verify.region_check import make_context
-from nnaudit.verify.region_result import RegionVerdict
-from nnaudit.verify.region_spec import ImageRegion, Manipulation, make_family
+from nnaudit.verify.regions import dlv
+from nnaudit.verify.regions.dlv import DLVConfig, check_dlv
+from nnaudit.verify.regions.api import RegionConfig, check_image, check_region
+from nnaudit.verify.regions.check import make_context
+from nnaudit.verify.regions.result import RegionVerdict
+from nnaudit.verify.regions.spec import ImageRegion, Manipulation, make_family
 from zoo_cache import digits, zoo_net
 
 
@@ -36,7 +36,7 @@ def test_dlv_adversarial_examples_are_confirmed_by_onnxruntime(name: str) -> Non
     for i in (0, 1, 2, 3):
         if found:
             break
-        res = regions(net, x[i], int(y[i]), "2x2", Manipulation(step=0.2, steps=1), method="dlv", ort=ort,
+        res = check_image(net, x[i], int(y[i]), "2x2", Manipulation(step=0.2, steps=1), method="dlv", ort=ort,
                       config=RegionConfig(timeout_per_region=5))
         for r in res.regions:
             assert r.verdict is not RegionVerdict.SAFE          # never SAFE from a hidden-layer search
@@ -109,10 +109,10 @@ def test_dlv_rejects_non_chain_networks_and_missing_layers(tmp_path) -> None:  #
     path = save(random_mlp(np.random.default_rng(0), [4, 5, 3], act="Sigmoid"), tmp_path / "sig.onnx")
     net = load(path)
     with pytest.raises(SpecError, match="not a feed-forward chain"):
-        regions(net, np.full(4, 0.5, np.float32), None, "whole", Manipulation(step=0.1, steps=1), method="dlv")
+        check_image(net, np.full(4, 0.5, np.float32), None, "whole", Manipulation(step=0.1, steps=1), method="dlv")
     ffn, ort = zoo_net("digits-ffn")
     with pytest.raises(SpecError, match="layer 7 does not exist"):
-        regions(ffn, digits()[0][1], None, "4x4", Manipulation(), method="dlv", ort=ort,
+        check_image(ffn, digits()[0][1], None, "4x4", Manipulation(), method="dlv", ort=ort,
                 config=RegionConfig(dlv=DLVConfig(layer=7)))
     with pytest.raises(SpecError, match="mode"):
         DLVConfig(mode="diagonal")

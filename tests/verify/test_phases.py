@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nnaudit.networks import load
 from nnaudit.verify.bab import _LeafTask, decide_leaf
 from nnaudit.verify.bounds import compute_bounds
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 from nnaudit.verify.phases import applies, closes_by_phases, pattern_forms, unstable_neurons
 from nnaudit.verify.spec import Region
 
@@ -96,7 +96,7 @@ def test_a_pattern_with_contradicting_phases_is_closed_without_rows(rows: int) -
     """z1 = x and z2 = -x on [-1, 1]: the pattern with both active holds only at x = 0,
     and the unsafe set (y = relu(z1) + relu(z2) <= 0, i.e. x = 0) is a point: it does
     not close; move it off the box (y <= -0.5) and every pattern closes."""
-    from nnaudit.verify.lower import Affine, Lowered, Node
+    from nnaudit.networks.lower import Affine, Lowered, Node
     from nnaudit.networks.ops.activations import Relu
 
     relu = Relu("r", ("z",), "h")

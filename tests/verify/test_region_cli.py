@@ -58,7 +58,7 @@ def test_resume_keeps_done_regions_and_checks_settings(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_writes_an_incomplete_resumable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nnaudit.verify.region_api as api
+    import nnaudit.verify.regions.api as api
 
     calls = {"n": 0}
     real = api.check_region

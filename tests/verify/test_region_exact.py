@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from nnaudit.verify.region_api import RegionConfig, check_region
-from nnaudit.verify.region_check import make_context
-from nnaudit.verify.region_exact import ExactConfig
-from nnaudit.verify.region_result import RegionVerdict
-from nnaudit.verify.region_spec import ImageRegion, Manipulation
+from nnaudit.verify.regions.api import RegionConfig, check_region
+from nnaudit.verify.regions.check import make_context
+from nnaudit.verify.regions.exact import ExactConfig
+from nnaudit.verify.regions.result import RegionVerdict
+from nnaudit.verify.regions.spec import ImageRegion, Manipulation
 from zoo_cache import digits, zoo_net
 
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -143,17 +143,17 @@ def test_timeout_gives_unknown_with_coverage() -> None:
 
 
 def test_misclassified_images_are_skipped_and_results_round_trip() -> None:
-    from nnaudit.verify import regions
-    from nnaudit.verify.region_result import ImageResult
+    from nnaudit.verify.regions import check_image
+    from nnaudit.verify.regions.result import ImageResult
 
     network, ort = zoo_net("digits-ffn")
     x, y = digits()
     pred = ort.predict(x[:60])
     wrong = int(np.flatnonzero(pred != y[:60])[0])
-    res = regions(network, x[wrong], int(y[wrong]), "4x4", Manipulation(), ort=ort)
+    res = check_image(network, x[wrong], int(y[wrong]), "4x4", Manipulation(), ort=ort)
     assert res.regions == () and "misclassified" in res.skipped and res.predicted == pred[wrong]
     right = int(np.flatnonzero(pred == y[:60])[0])
-    res = regions(network, x[right], int(y[right]), "2x2", Manipulation(step=0.3, steps=2), ort=ort, method="both",
+    res = check_image(network, x[right], int(y[right]), "2x2", Manipulation(step=0.3, steps=2), ort=ort, method="both",
                   config=RegionConfig(timeout_per_region=5))
     assert [(r.id, r.method) for r in res.regions] == [(i, m) for i in range(4) for m in ("exact", "dlv")]
     back = ImageResult.from_dict(res.to_dict())
@@ -162,7 +162,7 @@ def test_misclassified_images_are_skipped_and_results_round_trip() -> None:
 
 def test_z3_members_onnxruntime_rejects_are_never_safe(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """If onnxruntime disagreed with every Z3 model, the region may not end SAFE."""
-    from nnaudit.verify.region_check import RegionContext
+    from nnaudit.verify.regions.check import RegionContext
 
     net, ort = tiny_mlp(1, str(tmp_path))
     x0 = np.array([0.2, 0.9, 0.4, 0.6], dtype=np.float32)

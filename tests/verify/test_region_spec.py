@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nnaudit.errors import SpecError
-from nnaudit.verify.region_spec import (ImageLayout, Manipulation, grid_regions, make_family, mask_regions,
+from nnaudit.verify.regions.spec import (ImageLayout, Manipulation, grid_regions, make_family, mask_regions,
                                         parse_grid, patch_regions)
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import verify_nets
 from nnaudit.networks import load
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 
 _SPEC = importlib.util.spec_from_file_location(
     "relaxation_gap", Path(__file__).resolve().parents[2] / "bench" / "relaxation_gap.py")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nnaudit.networks import load
 from nnaudit.verify.bounds import compute_bounds, spec_lower
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 from nnaudit.verify.rowpack import CALL_COST, _groups, spec_lower_open
 
 import verify_nets

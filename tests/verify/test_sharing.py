@@ -13,7 +13,7 @@ import verify_nets
 from nnaudit.networks import load
 from nnaudit.networks.runtime import OnnxRuntimeModel
 from nnaudit.verify.bab import BabConfig, run_bab
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 from nnaudit.verify.spec import linear_property
 
 # no Z3 and no falsification rounds: the tree of sub-domains depends on the property alone

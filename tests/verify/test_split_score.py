@@ -17,7 +17,7 @@ from nnaudit.networks import load
 from nnaudit.networks.runtime import OnnxRuntimeModel
 from nnaudit.verify.bab import BabConfig, _Chunk, _Search
 from nnaudit.verify.bounds import compute_bounds, spec_lower
-from nnaudit.verify.lower import lower
+from nnaudit.networks.lower import lower
 from nnaudit.verify.spec import Box, Region
 
 SCOPED = [HealthCheck.function_scoped_fixture]

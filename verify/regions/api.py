@@ -2,12 +2,12 @@
 manipulations (the question of DLV, Huang et al., CAV 2017).
 
 For an image ``x`` classified as ``c``, each region (grid box, patch, mask or
-the whole image) and a :class:`~nnaudit.verify.region_spec.Manipulation`,
+the whole image) and a :class:`~nnaudit.verify.regions.spec.Manipulation`,
 the verdict says whether every member of the family keeps class ``c``:
 
 - SAFE: proved, by sound bounds over the family's continuous hull, by Z3
   over the discrete family, or by exhaustive enumeration
-  (:mod:`nnaudit.verify.region_exact`); with ``method="dlv"`` only when DLV
+  (:mod:`nnaudit.verify.regions.exact`); with ``method="dlv"`` only when DLV
   enumerated the whole family;
 - UNSAFE: a member of the family whose class onnxruntime (on the original
   ONNX file) confirms as changed, with its pixels and the class and
@@ -21,7 +21,7 @@ near-ties.  A member that changes the class in float64/exact arithmetic but
 not in onnxruntime makes the region UNKNOWN, never SAFE or UNSAFE.
 
 ``method="dlv"`` runs the paper's layer-by-layer search
-(:mod:`nnaudit.verify.dlv`); ``"both"`` runs the exact routes and DLV and
+(:mod:`nnaudit.verify.regions.dlv`); ``"both"`` runs the exact routes and DLV and
 records one result per method for every region.
 """
 
@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import SpecError
-from nnaudit.verify.dlv import DLVConfig, check_dlv
-from nnaudit.verify.region_check import RegionContext, make_context
-from nnaudit.verify.region_exact import ExactConfig, check_exact
-from nnaudit.verify.region_result import ImageResult, RegionResult, RegionVerdict
-from nnaudit.verify.region_spec import (ImageLayout, ImageRegion, Manipulation, grid_regions, make_family,
+from nnaudit.verify.regions.dlv import DLVConfig, check_dlv
+from nnaudit.verify.regions.check import RegionContext, make_context
+from nnaudit.verify.regions.exact import ExactConfig, check_exact
+from nnaudit.verify.regions.result import ImageResult, RegionResult, RegionVerdict
+from nnaudit.verify.regions.spec import (ImageLayout, ImageRegion, Manipulation, grid_regions, make_family,
                                         mask_regions, parse_grid, patch_regions, whole_image)
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,12 @@ def resolve_regions(layout: ImageLayout, regions: Sequence[ImageRegion] | str | 
     return out
 
 
-def regions(network: Any, x: np.ndarray, label: int | None,
-            regions: Sequence[ImageRegion] | str | np.ndarray,
-            manipulation: Manipulation | Mapping[str, Any], *, method: str = "exact",
-            config: RegionConfig = RegionConfig(), ort: Any = None, index: int = 0,
-            done: Mapping[tuple[int, str], RegionResult] | None = None,
-            on_result: Callable[[RegionResult], None] | None = None) -> ImageResult:
+def check_image(network: Any, x: np.ndarray, label: int | None,
+                regions: Sequence[ImageRegion] | str | np.ndarray,
+                manipulation: Manipulation | Mapping[str, Any], *, method: str = "exact",
+                config: RegionConfig = RegionConfig(), ort: Any = None, index: int = 0,
+                done: Mapping[tuple[int, str], RegionResult] | None = None,
+                on_result: Callable[[RegionResult], None] | None = None) -> ImageResult:
     """Check every region of image ``x`` (shaped ``network.input_shape`` or flat).
 
     ``network``: a Network or an ONNX path; ``label``: the true class (an

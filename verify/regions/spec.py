@@ -1,6 +1,6 @@
 """Image regions and the discretized manipulation family of region safety.
 
-This is the specification half of :mod:`nnaudit.verify.region_api` (the
+This is the specification half of :mod:`nnaudit.verify.regions.api` (the
 question DLV asks, Huang et al., CAV 2017): for an image ``x0`` and a region
 ``R`` of its pixels, the *family* is every image obtained by moving each value
 in ``R`` by ``k * step`` with ``k`` in ``-steps .. steps``, clipped to the

@@ -1,7 +1,7 @@
 """DLV: the layer-by-layer search of "Safety Verification of Deep Neural
 Networks" (Huang, Kwiatkowska, Wang, Wu, CAV 2017), on nnaudit's IR.
 
-The network is seen in its lowered form (:mod:`nnaudit.verify.lower`): layer
+The network is seen in its lowered form (:mod:`nnaudit.networks.lower`): layer
 0 is the input, layer ``l >= 1`` the output of the l-th non-linear node
 (ReLU or MaxPool) with the affine layers before it (Dense/Conv/Flatten/...)
 folded into its pre-activation.  For a region at layer 0 and a chosen layer
@@ -78,9 +78,9 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import SpecError
-from nnaudit.verify.region_check import RegionContext
-from nnaudit.verify.region_result import RegionCounterexample, RegionVerdict
-from nnaudit.verify.region_spec import Family, Manipulation
+from nnaudit.verify.regions.check import RegionContext
+from nnaudit.verify.regions.result import RegionCounterexample, RegionVerdict
+from nnaudit.verify.regions.spec import Family, Manipulation
 
 MODES = ("corners", "line", "point")
 #: an activation target at or below this is inverted as ``z <= 0``

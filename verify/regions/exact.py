@@ -1,6 +1,6 @@
 """The exact routes of region safety, cheapest first.
 
-For one image and region (a :class:`~nnaudit.verify.region_spec.Family`):
+For one image and region (a :class:`~nnaudit.verify.regions.spec.Family`):
 
 1. **bounds**: sound CROWN bounds (:mod:`nnaudit.verify.bounds`) of
    ``logit_c - logit_j`` over the continuous hull of the family; if every
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from nnaudit.verify.region_check import RegionContext
-from nnaudit.verify.region_result import RegionCounterexample, RegionVerdict
-from nnaudit.verify.region_spec import Family
+from nnaudit.verify.regions.check import RegionContext
+from nnaudit.verify.regions.result import RegionCounterexample, RegionVerdict
+from nnaudit.verify.regions.spec import Family
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nnaudit.verify.region_result import RegionCounterexample
+from nnaudit.verify.regions.result import RegionCounterexample
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ class RegionContext:
     """One image under test.
 
     ``network``: the IR Network; ``lowered``: its lowered form
-    (:mod:`nnaudit.verify.lower`); ``ort``: an
+    (:mod:`nnaudit.networks.lower`); ``ort``: an
     :class:`~nnaudit.networks.runtime.OnnxRuntimeModel` of the original file;
     ``x0``: the image flattened, float64 ``(n_in,)``; ``label``: the class the
     family must keep (the onnxruntime class of ``x0``); ``conf``: its softmax
@@ -77,7 +77,7 @@ def make_context(network: Any, x: np.ndarray, *, ort: Any = None) -> RegionConte
     """The context of image ``x`` (shaped ``input_shape`` or flat); the class
     to keep is onnxruntime's class of ``x``."""
     from nnaudit.networks.runtime import OnnxRuntimeModel
-    from nnaudit.verify.lower import lower
+    from nnaudit.networks.lower import lower
 
     ort = ort if ort is not None else OnnxRuntimeModel(network.source)
     x0 = np.asarray(x, dtype=np.float32).astype(np.float64).reshape(-1)

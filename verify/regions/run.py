@@ -1,7 +1,7 @@
 """The resumable runner of region safety over many images.
 
 It builds the ``regions`` result document (``reports/SCHEMA.md``), checks
-every region of every image with :func:`nnaudit.verify.region_api.regions`,
+every region of every image with :func:`nnaudit.verify.regions.api.regions`,
 and writes the JSON atomically after every image and every few regions, so a
 crash or Ctrl-C leaves a valid file with ``complete: false``.  With
 ``resume=True`` an existing file is continued: its model sha256 and settings
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import ConfigError
-from nnaudit.verify.region_api import RegionConfig, method_list, regions
-from nnaudit.verify.region_result import ImageResult, RegionResult
-from nnaudit.verify.region_spec import ImageLayout, ImageRegion, Manipulation
+from nnaudit.verify.regions.api import RegionConfig, check_image, method_list
+from nnaudit.verify.regions.result import ImageResult, RegionResult
+from nnaudit.verify.regions.spec import ImageLayout, ImageRegion, Manipulation
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def run(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan, *, data: str,
                     pending[0] = 0
                     save()
 
-            image = regions(network, x[index], int(y[index]), list(plan.regions), plan.manipulation,
+            image = check_image(network, x[index], int(y[index]), list(plan.regions), plan.manipulation,
                             method=plan.method, config=plan.config, ort=ort, index=index, done=done,
                             on_result=on_result)
             doc["images"][slot] = image.to_dict()
