@@ -21,6 +21,7 @@ intersects, applies splits and optimises the ReLU slopes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,15 @@ SKIP_UNSPLIT = True
 #: substitution's (D, rows, n) tensors of 512 ACAS Xu sub-domains (20 MB each) outgrow the cache, and
 #: a pass over them costs more per sub-domain than over 64 (ACAS Xu 4_7 prop 1, batches of 512: 26.7 s -> 20 s)
 BOUND_CHUNK = 64
+
+
+class Intermediate(Enum):
+    """How :func:`compute_bounds` bounds the pre-activations (all intersected with interval bounds)."""
+
+    AUTO = "auto"            # forward symbolic bounds for at most 64 inputs, then backward substitution
+    BACKWARD = "backward"    # backward substitution per node (tighter)
+    FORWARD = "forward"      # forward symbolic linear bounds (cheaper, looser)
+    NONE = "none"            # interval bounds only, meant with parent bounds of an enclosing box
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ def _backward(low: Lowered, bounds: LayerBounds, upto: int, target: Affine, lam:
 # -- public entry points ----------------------------------------------------
 def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, method: str = "crown",
                    splits: list[torch.Tensor | None] | None = None,
-                   parent: LayerBounds | None = None, intermediate: str = "auto",
+                   parent: LayerBounds | None = None, intermediate: Intermediate = Intermediate.AUTO,
                    alpha_steps: int = 0) -> LayerBounds:
     """Bounds of every node for ``D`` boxes ``x_lo``/``x_hi`` ``(D, n_in)``.
 
@@ -247,10 +257,10 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *, meth
     feasible = torch.ones(d, dtype=torch.bool)
     relax: list[tuple[torch.Tensor, ...]] = []
     partial = LayerBounds(x_lo, x_hi, pre_lo, pre_hi, src_lo[1:], src_hi[1:], feasible, relax)
-    if intermediate not in ("auto", "backward", "forward", "none"):
-        raise ValueError(f"expected intermediate 'auto', 'backward', 'forward' or 'none', got {intermediate!r}")
-    forward = method == "crown" and (intermediate == "forward" or (intermediate == "auto" and low.input_size <= 64))
-    backward = method == "crown" and intermediate in ("auto", "backward")
+    intermediate = Intermediate(intermediate)
+    forward = method == "crown" and (intermediate is Intermediate.FORWARD
+                                     or (intermediate is Intermediate.AUTO and low.input_size <= 64))
+    backward = method == "crown" and intermediate in (Intermediate.AUTO, Intermediate.BACKWARD)
     if forward:
         n_in = low.input_size
         eye = torch.cat([torch.eye(n_in, dtype=_DT), torch.zeros(1, n_in, dtype=_DT)]).expand(d, -1, -1)
