@@ -55,6 +55,7 @@ import nnaudit.attacks as A
 from nnaudit.attacks.base import torch_logits
 from nnaudit.networks import datasets, zoo
 from nnaudit.networks.runtime import OnnxRuntimeModel
+from results_file import write_results
 
 RESULTS = Path(__file__).parent / "results"
 NETWORKS = ("digits-ffn", "digits-cnn")
@@ -248,7 +249,7 @@ def write(rows: list[dict], args) -> None:
         part = [r for r in rows if (r["budget"] == "same") == same]
         lines += [f"\n## {title}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in part]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS / f"{args.name}.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_file import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CSV_FILE = RESULTS / "dann.csv"
 MD_FILE = RESULTS / "dann.md"
@@ -145,7 +147,7 @@ def write_table(total_s: float | None) -> str:
     if total_s is not None:
         lines.append(f"Total wall time of this run: {total_s:.0f} s.")
     text = "\n".join(lines) + "\n"
-    MD_FILE.write_text(text)
+    write_results(MD_FILE, text)
     return text
 
 

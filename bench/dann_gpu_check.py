@@ -24,6 +24,8 @@ import statistics
 import time
 from pathlib import Path
 
+from results_file import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -98,7 +100,7 @@ def main() -> None:
                f"Python {platform.python_version()}; CPU runs on the preset's torch threads (DannConfig.cpu_threads = "
                f"{for_task(args.tasks.split(',')[0]).cpu_threads})")
     text = table(rows, machine, gpu)
-    (RESULTS / "dann_gpu.md").write_text(text)
+    write_results(RESULTS / "dann_gpu.md", text)
     print(text)
 
 

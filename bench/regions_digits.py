@@ -30,6 +30,7 @@ from nnaudit.networks.runtime import OnnxRuntimeModel
 from nnaudit.verify.regions.dlv import DLVConfig
 from nnaudit.verify.regions.api import RegionConfig, check_image
 from nnaudit.verify.regions.spec import Manipulation
+from results_file import write_results
 
 RESULTS = Path(__file__).parent / "results"
 #: (name, grid, manipulation) of the two settings
@@ -153,7 +154,7 @@ def write(table: list[dict], attack_rows: list[dict], args: argparse.Namespace) 
     if not attack_rows:
         lines.append("| – | – | DLV found no adversarial example in these settings | | | | |")
     lines += ["", NOTES]
-    (RESULTS / "regions_digits.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS / "regions_digits.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -79,11 +79,9 @@ def encode(low: Lowered, k: int, x_lo: np.ndarray, x_hi: np.ndarray, pre_lo: lis
     """The constraints of the nodes before node ``k`` over the box, with their bounds ``pre_lo/pre_hi``:
     each ReLU fixed where stable, else relaxed by its triangle (``exact=False``) or encoded with a binary."""
     sizes = [n.pre.size for n in low.nodes[:k]]
-    z_at, a_at, at = [], [], low.input_size
-    for n in sizes:
-        z_at.append(at)
-        a_at.append(at + n)
-        at += 2 * n
+    z_at = [low.input_size + 2 * sum(sizes[:j]) for j in range(k)]  # node j's pre-activations,
+    a_at = [z + n for z, n in zip(z_at, sizes)]                     # its ReLU outputs,
+    at = low.input_size + 2 * sum(sizes)                            # and the binaries (from here)
     unstable = [np.flatnonzero((pre_lo[j] < 0) & (pre_hi[j] > 0)) for j in range(k)]
     n_bin = sum(len(u) for u in unstable) if exact else 0
     n_var = at + n_bin
@@ -116,11 +114,10 @@ def encode(low: Lowered, k: int, x_lo: np.ndarray, x_hi: np.ndarray, pre_lo: lis
         eq_cols.append((z_at[j] + np.arange(n), np.ones(n), np.arange(n)))
         rows(eq_cols, n, node.pre.bias, node.pre.bias)
         on, un = np.flatnonzero(l >= 0), unstable[j]
-        m_on, m_un = len(on), len(un)
-        rows([(a_at[j] + on, np.ones(m_on), np.arange(m_on)), (z_at[j] + on, -np.ones(m_on), np.arange(m_on))],
-             m_on, np.zeros(m_on), np.zeros(m_on))                                      # active: a = z
-        rows([(a_at[j] + un, np.ones(m_un), np.arange(m_un)), (z_at[j] + un, -np.ones(m_un), np.arange(m_un))],
-             m_un, np.zeros(m_un), np.full(m_un, np.inf))                               # a >= z
+        m_un, both = len(un), np.concatenate([on, un])
+        m = len(both)                                     # active: a = z, then unstable: a >= z
+        rows([(a_at[j] + both, np.ones(m), np.arange(m)), (z_at[j] + both, -np.ones(m), np.arange(m))],
+             m, np.zeros(m), np.r_[np.zeros(len(on)), np.full(m_un, np.inf)])
         lu, uu = l[un], u[un]
         if not exact:
             s = uu / (uu - lu)                                                          # a <= s (z - l)
@@ -134,10 +131,8 @@ def encode(low: Lowered, k: int, x_lo: np.ndarray, x_hi: np.ndarray, pre_lo: lis
         rows([(a_at[j] + un, np.ones(m_un), np.arange(m_un)), (d, -uu, np.arange(m_un))],
              m_un, np.full(m_un, -np.inf), np.zeros(m_un))                              # a <= u d
         binary += m_un
-    integrality = np.zeros(n_var)
-    integrality[at:] = 1
     return Encoding(sp.vstack(blocks).tocsr(), np.concatenate(row_lo), np.concatenate(row_hi), var_lo, var_hi,
-                    integrality, offsets)
+                    np.r_[np.zeros(at), np.ones(n_bin)], offsets)
 
 
 def solve(enc: Encoding, c: np.ndarray, const: float, time_limit: float) -> tuple[float, float, float]:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "benchmarks" / "vnncomp"
 FIELDS = ["tool", "onnx", "vnnlib", "expected", "result", "time_s", "wrong"]
@@ -138,7 +140,7 @@ def main() -> None:
     ran = len({(r["onnx"], r["vnnlib"]) for r in done})
     subset = f"subset of {ran} of {total} instances" if ran < total else "all instances"
     table = summarise(done, tools, args.family, args.timeout, subset)
-    (Path(args.out) / f"verify_{args.family}.md").write_text(table)
+    write_results(Path(args.out) / f"verify_{args.family}.md", table)
     print(table)
 
 

@@ -236,6 +236,9 @@ class Network:
     producer: str = ""
     sha256: str = ""
     _torch_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: the lowered form (:func:`nnaudit.networks.lower.lower`), made on first use; not an
+    #: ``__init__`` argument, so ``dataclasses.replace`` gives a changed network its own
+    _lowered: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- shapes -----------------------------------------------------------
     @property

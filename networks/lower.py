@@ -25,8 +25,7 @@ verifier targets (ACAS Xu, MNIST MLPs, the zoo).
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,11 +97,17 @@ class Node:
 
 @dataclass(frozen=True)
 class Lowered:
-    """A network as non-linear nodes over affine edges (see module docstring)."""
+    """A network as non-linear nodes over affine edges (see module docstring).
+
+    ``cache`` holds what its users derive from it once and reuse for every call on
+    it (e.g. torch copies of the matrices per dtype, :func:`nnaudit.verify.edges.edge_mats`),
+    keyed by what it is; it lives and dies with this object.
+    """
 
     input_size: int
     nodes: tuple[Node, ...]
     output: Affine
+    cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def source_sizes(self) -> list[int]:
         return [self.input_size] + [n.size for n in self.nodes]
@@ -124,19 +129,14 @@ class Lowered:
         return pres
 
 
-_CACHE: dict[int, tuple[Any, Lowered]] = {}
-
-
 def lower(network: Any) -> Lowered:
-    """Lower a :class:`~nnaudit.networks.ir.Network` (cached per object)."""
+    """Lower a :class:`~nnaudit.networks.ir.Network`, once per network object (the
+    network keeps its lowered form); a :class:`Lowered` is returned as it is."""
     if isinstance(network, Lowered):
         return network
-    hit = _CACHE.get(id(network))
-    if hit is not None and hit[0]() is network:
-        return hit[1]
-    result = _lower(network)
-    _CACHE[id(network)] = (weakref.ref(network), result)
-    return result
+    if network._lowered is None:
+        network._lowered = _lower(network)
+    return network._lowered
 
 
 def _lower(network: Any) -> Lowered:

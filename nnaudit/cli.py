@@ -1,7 +1,7 @@
 """The ``nnaudit`` command line.
 
-One Click group builds a context object (log level, output format) that the
-subcommands share.  Each subcommand lives in ``nnaudit/commands/<name>.py``
+One Click group builds a context object (:class:`CliContext`: when the
+process started) that the subcommands share.  Each subcommand lives in ``nnaudit/commands/<name>.py``
 as a module-level ``command`` and is imported only when it is invoked, so
 ``nnaudit --help`` stays fast and does not import torch or z3.
 
@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        try:
-            module = importlib.import_module(f"nnaudit.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nnaudit.commands.{name}":
-                return _not_available(name)
-            raise
-        return module.command
+        return importlib.import_module(f"nnaudit.commands.{name}").command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -73,12 +68,14 @@ class LazyGroup(click.Group):
             ctx.exit(2)
 
 
-def _not_available(name: str) -> click.Command:
-    @click.command(name=name, help=COMMANDS[name] + " (not available in this build)")
-    def missing() -> None:
-        raise click.UsageError(f"the {name!r} command is not available in this build")
+@dataclass
+class CliContext:
+    """What the group hands its subcommands (``ctx.obj``)."""
 
-    return missing
+    #: ``time.monotonic()`` at the start of this process when run as the console script
+    #: (set by :func:`main`), so that wall-clock limits such as ``verify --timeout`` include
+    #: interpreter start-up and imports; None when invoked in-process (tests, the Python API)
+    process_start: float | None = None
 
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,21 +86,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """nnaudit: verification and robustness testing for ONNX neural networks."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx.ensure_object(dict)
-
-
-#: ``time.monotonic()`` at the start of this process when run as the console
-#: script (set by :func:`main`), so that wall-clock limits such as
-#: ``verify --timeout`` include interpreter start-up and imports.
-PROCESS_START: float | None = None
+    ctx.ensure_object(CliContext)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    import nnaudit.cli as this  # under ``python -m nnaudit.cli`` this file runs as __main__, a second module
-
-    this.PROCESS_START = time.monotonic() - _process_age()
-    cli.main(args=argv, prog_name="nnaudit")
+    cli.main(args=argv, prog_name="nnaudit", obj=CliContext(process_start=time.monotonic() - _process_age()))
 
 
 #: a process age above this is not start-up time but a clock that jumped (a paused virtual machine):
@@ -127,4 +115,8 @@ def plausible_age(age: float) -> float:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
+    # ``python -m nnaudit.cli``: this file runs as __main__, a second module; the
+    # subcommands look for nnaudit.cli's CliContext, so start from that module
+    from nnaudit.cli import main as _main
+
+    _main(sys.argv[1:])

@@ -1,6 +1,8 @@
 """Small inline images for the report: inputs, differences and safety maps.
 
-Every picture is a PNG encoded in a ``data:`` URI so the report is one file.
+Every picture is a PNG encoded in a ``data:`` URI so the report is one file;
+:func:`save_safety_map` writes the same safety map to a PNG file
+(``nnaudit regions --maps``).
 Images are stored at their native resolution (an 8x8 digit is ~150 bytes)
 and enlarged by the browser with ``image-rendering: pixelated``; only the
 safety map is enlarged here, because it draws region borders between pixels.
@@ -13,10 +15,14 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nnaudit.errors import DataError
 
 #: verdict -> RGB colour of the safety map (colour-blind safe: blue / orange-red / grey)
 VERDICT_RGB = {"safe": (0x1b, 0x9e, 0x77), "unsafe": (0xd9, 0x3b, 0x1b), "unknown": (0x9e, 0x9e, 0x9e)}
@@ -95,12 +101,20 @@ def difference_uri(diff: np.ndarray) -> tuple[str, float]:
 
 
 def safety_map_uri(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: float, hi: float) -> tuple[str, int]:
+    """:func:`safety_map_rgb` as a PNG URI; returns the URI and the enlargement factor."""
+    rgb, scale = safety_map_rgb(image, regions, lo, hi)
+    return png_uri(rgb), scale
+
+
+def safety_map_rgb(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: float,
+                   hi: float) -> tuple[np.ndarray, int]:
     """The image (dark ink on white) with each region tinted by its verdict and outlined.
 
     ``regions`` are dicts with ``box`` ([row0, col0, row1, col1), end exclusive)
     and ``verdict``; the image is enlarged by an integer factor so borders fall
     between pixels.  Unsafe regions are drawn last so they stay visible where
-    regions overlap.  Returns the URI and the enlargement factor."""
+    regions overlap.  Returns the pixels (H*scale, W*scale, 3) uint8 and the
+    enlargement factor ``scale``."""
     h, w = image.shape[:2]
     scale = max(1, min(MAP_MAX_SCALE, math.ceil(MAP_TARGET_PX / max(h, w))))
     base = to_rgb(image, lo, hi, cmap="gray_r").astype(np.float64)  # ink dark on white: tints stay readable
@@ -120,7 +134,39 @@ def safety_map_uri(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: flo
     big = np.repeat(np.repeat(tinted, scale, axis=0), scale, axis=1)
     if scale >= 3:
         big[edge] = borders[edge]
-    return png_uri(big.round().astype(np.uint8)), scale
+    return big.round().astype(np.uint8), scale
+
+
+def combined_verdicts(regions: Sequence[dict[str, Any]]) -> dict[tuple[int, ...], str]:
+    """One verdict per box when several methods checked it (``methods: ["exact", "dlv"]``):
+    unsafe if any method found a counterexample, else safe if any proved it, else unknown."""
+    rank = {"unknown": 0, "safe": 1, "unsafe": 2}
+    out: dict[tuple[int, ...], str] = {}
+    for r in regions:
+        box = tuple(r["box"])
+        if box not in out or rank[r["verdict"]] > rank[out[box]]:
+            out[box] = r["verdict"]
+    return out
+
+
+def save_safety_map(image: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the safety map of one image of a ``regions`` result as a PNG file, drawn as in the report.
+
+    ``image``: one entry of the result's ``images`` list (``ImageResult.to_dict()``:
+    ``x``, ``shape`` and ``regions``); a box checked by several methods shows their
+    combined verdict (:func:`combined_verdicts`).  Returns the path written."""
+    from PIL import Image
+
+    pic = as_image(image["x"], image["shape"])
+    if pic is None:
+        raise DataError(f"image {image.get('index')}: shape {image['shape']} cannot be drawn as an image")
+    regions = [{**r, "box": box_of(r, pic.shape[:2])} for r in image.get("regions", [])]
+    boxes = [{"verdict": v, "box": list(box)} for box, v in combined_verdicts(regions).items()]
+    rgb, _ = safety_map_rgb(pic, boxes, *value_range(pic))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(out, format="PNG", compress_level=6)
+    return out
 
 
 def box_of(region: dict[str, Any], shape: tuple[int, int]) -> list[int]:

@@ -126,6 +126,11 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` as it reads back from a result file (tuples and arrays as lists, paths as strings)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()

@@ -18,7 +18,8 @@ from typing import Any
 
 from nnaudit.reports.context import Gallery, Line, Section, Source, fmt
 from nnaudit.reports.gallery import Card, class_text
-from nnaudit.reports.images import as_image, box_of, safety_map_uri, scaled_box, thumbnail, value_range
+from nnaudit.reports.images import (as_image, box_of, combined_verdicts, safety_map_uri, scaled_box, thumbnail,
+                                    value_range)
 
 VERDICTS = ("safe", "unsafe", "unknown")
 
@@ -96,18 +97,6 @@ def _image(source: Source, n: int, image: dict[str, Any], gallery: Gallery, *, d
         view["map"], scale = safety_map_uri(thumb, boxes, lo, hi)
         view["width"] = thumb.shape[1] * scale
     return view
-
-
-def combined_verdicts(regions: list[dict[str, Any]]) -> dict[tuple[int, ...], str]:
-    """One verdict per box when several methods checked it (``methods: ["exact", "dlv"]``):
-    unsafe if any method found a counterexample, else safe if any proved it, else unknown."""
-    rank = {"unknown": 0, "safe": 1, "unsafe": 2}
-    out: dict[tuple[int, ...], str] = {}
-    for r in regions:
-        box = tuple(r["box"])
-        if box not in out or rank[r["verdict"]] > rank[out[box]]:
-            out[box] = r["verdict"]
-    return out
 
 
 def _counterexample(source: Source, n: int, j: int, image: dict[str, Any], region: dict[str, Any],

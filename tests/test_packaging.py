@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ["nnaudit.commands", "nnaudit.checks", "nnaudit.networks", "nnaudit.networks.ops", "nnaudit.networks.zoo", "nnaudit.verify",
+SUBPACKAGES = ["nnaudit.commands", "nnaudit.checks", "nnaudit.runs", "nnaudit.networks", "nnaudit.networks.ops", "nnaudit.networks.zoo", "nnaudit.verify",
                "nnaudit.attacks", "nnaudit.adaptation", "nnaudit.reports"]
 
 

@@ -4,7 +4,7 @@ Pipeline (each step a module of ``nnaudit.verify``)::
 
     falsify (random + PGD, onnxruntime-confirmed)      falsify.py
       -> bounds on the whole box (CROWN)               bounds.py
-      -> branch and bound over sub-domains             bab.py
+      -> branch and bound over sub-domains             bab/
            -> Z3 on small residual sub-domains          encode.py, smt.py
 
 Verdicts: HOLDS only when every (box, region) case is proved; VIOLATED only
@@ -26,7 +26,7 @@ import numpy as np
 from nnaudit.errors import ConfigError
 from nnaudit.verify.bab import BabConfig, run_bab
 from nnaudit.verify.falsify import FalsifyConfig, falsify
-from nnaudit.verify.results import Verdict, VerifyResult
+from nnaudit.verify.results import Counterexample, Verdict, VerifyResult
 from nnaudit.verify.spec import Property
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,11 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
                             stats["phase_closed"])
 
     t = time.monotonic()
-    for box, region in spec.cases:
-        cex = falsify(net, ort, box, region, config.falsify, deadline)
-        if cex is not None:
-            phases["falsify"] = time.monotonic() - t
-            return result(Verdict.VIOLATED, cex, "counterexample found by falsification (random sampling and PGD on "
-                                                 "the property's margin) before the search")
+    cex = _falsify_first(net, ort, spec, config, deadline)
     phases["falsify"] = time.monotonic() - t
+    if cex is not None:
+        return result(Verdict.VIOLATED, cex, "counterexample found by falsification (random sampling and PGD on "
+                                             "the property's margin) before the search")
     messages = []
     undecided = None
     for i, (box, region) in enumerate(spec.cases):
@@ -115,19 +113,29 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         stats["z3_time_s"] += out.z3_time_s
         stats["phase_closed"] += out.phase_closed
         log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns%s)", i + 1, len(spec.cases),
-                 out.status, out.subdomains, out.phase_closed,
+                 out.status.value, out.subdomains, out.phase_closed,
                  f"; bounded by each process of the shared search: {out.shared}" if out.shared else "")
-        if out.status == "violated":
+        if out.status is Verdict.VIOLATED:
             return result(Verdict.VIOLATED, out.counterexample, out.message)
-        if out.status != "holds":
+        if out.status is not Verdict.HOLDS:
             messages.append(f"case {i}: {out.message}")
-            if out.status == "timeout":
+            if out.status is Verdict.TIMEOUT:
                 undecided = Verdict.TIMEOUT
                 break
             undecided = undecided or Verdict.UNKNOWN
     if undecided is not None:
         return result(undecided, None, "; ".join(messages))
     return result(Verdict.HOLDS)
+
+
+def _falsify_first(net: Any, ort: Any, spec: Property, config: VerifyConfig, deadline: float) -> Counterexample | None:
+    """Falsification (random sampling and PGD) on each case before the search: the first
+    counterexample onnxruntime confirms, or None."""
+    for box, region in spec.cases:
+        cex = falsify(net, ort, box, region, config.falsify, deadline)
+        if cex is not None:
+            return cex
+    return None
 
 
 def counterexample_ok(network_path: Any, prop: Property, x: np.ndarray) -> bool:

@@ -47,6 +47,12 @@ class Counterexample:
         return {"x": [float(v) for v in self.x], "y": [float(v) for v in self.y],
                 "input_shape": list(self.input_shape)}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Counterexample:
+        """The inverse of :meth:`to_dict`."""
+        return cls(np.asarray(d["x"], dtype=np.float64), np.asarray(d["y"], dtype=np.float32),
+                   tuple(int(s) for s in d["input_shape"]))
+
 
 @dataclass(frozen=True)
 class VerifyResult:
@@ -79,6 +85,17 @@ class VerifyResult:
             "counterexample": self.counterexample.to_dict() if self.counterexample is not None else None,
             "message": self.message,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VerifyResult:
+        """The inverse of :meth:`to_dict` (times as rounded there): an instance read back
+        from a ``verify`` result, e.g. to resume a run."""
+        cex = d.get("counterexample")
+        return cls(str(d["model"]), str(d["property"]), Verdict(d["verdict"]), float(d["time_s"]),
+                   {str(k): float(v) for k, v in (d.get("phases") or {}).items()}, int(d.get("subdomains", 0)),
+                   int(d.get("z3_calls", 0)), float(d.get("z3_time_s", 0.0)),
+                   None if cex is None else Counterexample.from_dict(cex), str(d.get("message", "")),
+                   int(d.get("phase_closed", 0)))
 
     def vnncomp(self) -> str:
         """The VNN-COMP result file: the verdict word, then for sat the assignment."""

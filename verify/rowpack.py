@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.bounds import LayerBounds, SpecBound, _each, spec_lower
 from nnaudit.networks.lower import Lowered
+from nnaudit.verify.bounds import spec_lower
+from nnaudit.verify.layer_bounds import LayerBounds, SpecBound, each
 
 #: a second bounding call costs about this many (sub-domain, row) pairs of work
 CALL_COST = 16
@@ -92,7 +93,7 @@ def _bound_part(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Ten
 def _take(bounds: LayerBounds, at: torch.Tensor) -> LayerBounds:
     """Sub-domains ``at`` of ``bounds`` (tensors shared by all sub-domains, first axis 1, stay)."""
     d = bounds.x_lo.shape[0]
-    return _each(bounds, lambda t: t if t.shape[0] != d else t.index_select(0, at))
+    return each(bounds, lambda t: t if t.shape[0] != d else t.index_select(0, at))
 
 
 def _gather_rows(v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

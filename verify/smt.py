@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from fractions import Fraction
 from typing import Any
 
@@ -21,22 +22,29 @@ import z3
 from nnaudit.errors import SolverError
 from nnaudit.networks.z3terms import real
 
-__all__ = ["SmtOutcome", "real", "solve", "to_float"]
+__all__ = ["SmtOutcome", "SmtStatus", "real", "solve", "to_float"]
 
 log = logging.getLogger(__name__)
+
+
+class SmtStatus(Enum):
+    """Z3's answer to one query."""
+
+    SAT = "sat"
+    UNSAT = "unsat"
+    UNKNOWN = "unknown"      # timeout, resource limit, incompleteness
 
 
 @dataclass(frozen=True)
 class SmtOutcome:
     """Result of one query.
 
-    ``status``: ``"sat"``, ``"unsat"`` or ``"unknown"`` (timeout, resource
-    limit, incompleteness); ``values``: float64 ``(len(values_of),)`` model
+    ``status``: Z3's answer; ``values``: float64 ``(len(values_of),)`` model
     values when sat, else None; ``time_s``: wall time of the check;
     ``reason``: Z3's reason when unknown.
     """
 
-    status: str
+    status: SmtStatus
     values: np.ndarray | None
     time_s: float
     reason: str = ""
@@ -51,7 +59,7 @@ def solve(constraints: Sequence[Any], *, timeout_s: float, values_of: Sequence[A
     optionally names an SMT-LIB logic (e.g. ``"QF_LRA"``); by default Z3 picks.
     """
     if timeout_s <= 0:
-        return SmtOutcome("unknown", None, 0.0, "no time left")
+        return SmtOutcome(SmtStatus.UNKNOWN, None, 0.0, "no time left")
     solver = z3.SolverFor(logic) if logic else z3.Solver()
     solver.set("timeout", max(1, int(timeout_s * 1000)))
     solver.add(*constraints)
@@ -62,14 +70,14 @@ def solve(constraints: Sequence[Any], *, timeout_s: float, values_of: Sequence[A
         raise SolverError(f"z3 failed on a query of {len(constraints)} constraints: {exc}") from exc
     elapsed = time.perf_counter() - start
     if answer == z3.unsat:
-        return SmtOutcome("unsat", None, elapsed)
+        return SmtOutcome(SmtStatus.UNSAT, None, elapsed)
     if answer == z3.unknown:
         reason = solver.reason_unknown()
         log.debug("z3 unknown after %.2fs: %s", elapsed, reason)
-        return SmtOutcome("unknown", None, elapsed, reason)
+        return SmtOutcome(SmtStatus.UNKNOWN, None, elapsed, reason)
     model = solver.model()
     values = np.array([to_float(model.eval(e, model_completion=True)) for e in (values_of or [])], dtype=np.float64)
-    return SmtOutcome("sat", values, elapsed)
+    return SmtOutcome(SmtStatus.SAT, values, elapsed)
 
 
 def to_float(value: Any) -> float:

@@ -1,7 +1,9 @@
 """Declarative robustness checks for CI (``nnaudit check`` and the pytest plugin).
 
-- :mod:`nnaudit.config` reads the checks file into frozen check dataclasses;
-- :mod:`.adapters` binds each check kind (attack, regions, verify) to the Python API;
+- :mod:`nnaudit.config` reads the checks file into the frozen check dataclasses
+  of :mod:`.kinds`, each key read by its converter in :mod:`.keys`;
+- :mod:`.adapters` binds each check kind (attack, regions, verify) to its run
+  (:mod:`nnaudit.runs`);
 - :mod:`.judge` compares results with requirements and writes the messages;
 - :mod:`.runner` prepares and runs checks;
 - :mod:`.output` prints the table and writes the JSON, JUnit and HTML outputs;

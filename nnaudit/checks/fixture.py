@@ -62,17 +62,24 @@ class Nnaudit:
             return adapters.load_samples(net, data, limit)
         return adapters.load_samples(net, self._path(data), limit)
 
+    def _record(self) -> Any:
+        from nnaudit.runs.record import Record
+
+        return Record(device=self.device, command=f"pytest {self._nodeid}")
+
     def attack(self, model: Any, data: Any, *, eps: float | Sequence[float], attacks: Sequence[str] = ("pgd",),
                norm: str = "linf", limit: int | None = None, bounds: tuple[float, float] = (0.0, 1.0),
                options: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> Any:
         """``nnaudit.attacks.evaluate`` on ``data`` (a bundled name, an .npz, or ``(x, y)``);
         returns its :class:`~nnaudit.attacks.evaluation.Evaluation`."""
+        from nnaudit.runs.attack import AttackRun, run_attack
+
         net = adapters.load_network(self._path(model))
         x, y = self._data(net, data, limit)
-        eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
-        ev, doc = adapters.attack_run(net, x, y, eps=eps_list, attacks=attacks, norm=norm, bounds=bounds,
-                                      options=options, seed=self.seed if seed is None else seed,
-                                      device=self.device, command=f"pytest {self._nodeid}")
+        eps_list = (float(eps),) if isinstance(eps, (int, float)) else tuple(float(e) for e in eps)
+        config = AttackRun(attacks=tuple(attacks), eps=eps_list, norm=norm, bounds=bounds, options=options or {},
+                           seed=self.seed if seed is None else seed, device=self.device, threads=1)
+        ev, doc = run_attack(net, x, y, config, self._record())
         self._recorder.add_call(self._nodeid, "attack", ev, doc)
         return ev
 
@@ -81,12 +88,13 @@ class Nnaudit:
                 budget_norm: str = "l0", method: str = "exact", timeout: float | None = None) -> tuple[Any, ...]:
         """``nnaudit.verify.regions`` on each of the first ``limit`` images; returns
         their :class:`~nnaudit.verify.regions.result.ImageResult` objects."""
+        from nnaudit.runs.regions import RegionsRun, run_regions
+
         net = adapters.load_network(self._path(model))
         x, y = self._data(net, data, limit)
-        images, doc = adapters.regions_run(net, x, y, grid=grid, patch=patch, step=step, steps=steps, budget=budget,
-                                           budget_norm=budget_norm, method=method,
-                                           timeout=timeout or self.timeout or 10.0, seed=self.seed,
-                                           device=self.device, command=f"pytest {self._nodeid}")
+        config = RegionsRun(grid=grid, patch=patch, step=step, steps=steps, budget=budget, budget_norm=budget_norm,
+                            method=method, timeout=timeout or self.timeout or 10.0, seed=self.seed)
+        images, doc = run_regions(net, x, y, config, self._record())
         result = tuple(images)
         self._recorder.add_call(self._nodeid, "regions", result, doc)
         return result
@@ -94,9 +102,11 @@ class Nnaudit:
     def verify(self, model: Any, prop: Any, *, timeout: float | None = None) -> Any:
         """``nnaudit.verify.verify_property`` on a .vnnlib path or a Property; returns its
         :class:`~nnaudit.verify.results.VerifyResult`."""
+        from nnaudit.runs.verify import VerifyRun, run_verify
+
         net = adapters.load_network(self._path(model))
-        (res,), doc = adapters.verify_run(net, [self._path(prop)], timeout=timeout or self.timeout or 60.0,
-                                          seed=self.seed, device=self.device, command=f"pytest {self._nodeid}")
+        config = VerifyRun(timeout=timeout or self.timeout or 60.0, seed=self.seed)
+        (res,), doc = run_verify(net, [self._path(prop)], config, self._record())
         self._recorder.add_call(self._nodeid, "verify", res, doc)
         return res
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from nnaudit.checks.adapters import Runner, RunSettings, prepare
 from nnaudit.checks.outcome import CheckOutcome, Judgement, Status
-from nnaudit.config import Check
+from nnaudit.checks.kinds import Check
 from nnaudit.errors import NnauditError
 
 log = logging.getLogger(__name__)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 import math
-from pathlib import Path
-from typing import Any
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nnaudit.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nnaudit.runs.attack import AttackRun
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -56,63 +59,71 @@ def _options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--examples", default=4, show_default=True, help="Adversarial examples per eps kept in the JSON gallery.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result document here (updated after each attack).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --json, skipping finished attacks.")
-def command(model: str, data: str, attacks: str, eps: str, norm: str, low: float, high: float, device: str,
-            seed: int, batch_size: int, threads: int | None, limit: int | None, settings: tuple[str, ...], examples: int,
-            json_path: str | None, resume: bool) -> None:
+def command(model: str, **options: Any) -> None:
     """Attack MODEL on DATA and report clean accuracy, robust accuracy per eps
     (per attack and the per-sample worst case over all attacks), success rate,
     median perturbation of successful attacks and time per attack.  Every
     success is confirmed by onnxruntime on MODEL itself."""
-    from nnaudit.attacks.base import resolve_device
-    from nnaudit.attacks.evaluation import evaluate
     from nnaudit.networks import load
     from nnaudit.networks.datasets import load_data
-    from nnaudit.reports import schema
+    from nnaudit.runs.attack import run_attack
+    from nnaudit.runs.record import Record
 
-    if resume and json_path is None:
-        raise ConfigError("--resume: needs --json PATH of the interrupted run")
-    if batch_size < 1 or (limit is not None and limit < 1) or examples < 0:
-        raise ConfigError(f"expected --batch-size >= 1, --limit >= 1 and --examples >= 0, got {batch_size}, {limit}, {examples}")
-    eps_list = _floats(eps, "eps")
-    device = str(resolve_device(device))  # checked before any work; the JSON names the device that ran
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    options = _options(settings)
+    opts = AttackOptions(**options)
+    config = opts.config()  # everything checked before any work
     net = load(model)
-    x, y = load_data(data, tuple(net.input_shape), num_classes=net.output_size)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    run_settings = {"data": data, "attacks": names, "eps": eps_list, "norm": norm, "range": [low, high],
-                    "batch_size": batch_size, "limit": limit, "options": options, "examples": examples}
-    doc = schema.new_result("attack", network=net, settings=run_settings, seeds={"attack": seed}, device=device)
-    done = _resumed(Path(json_path), doc, len(y)) if resume else None
-
-    def save(ev: Any) -> None:
-        if json_path is not None:
-            doc.update(ev.to_dict(examples=examples))
-            schema.write_json(doc, json_path)
-
-    ev = evaluate(net, x, y, attacks=names, eps=eps_list, norm=norm, bounds=(low, high), device=device,
-                  seed=seed, batch_size=batch_size, threads=threads, options=options, done=done, on_cell=save, on_batch=_Progress())
+    x, y = load_data(opts.data, tuple(net.input_shape), num_classes=net.output_size)
+    if opts.limit is not None:
+        x, y = x[:opts.limit], y[:opts.limit]
+    record = Record(settings=opts.recorded(config), json_path=opts.json_path, resume=opts.resume)
+    ev, _ = run_attack(net, x, y, config, record, progress=_Progress())
     _print(ev)
-    if json_path is not None:
-        doc.update(ev.to_dict(examples=examples))
-        schema.write_json(schema.finish(doc), json_path)
-        click.echo(f"wrote {json_path}")
+    if opts.json_path is not None:
+        click.echo(f"wrote {opts.json_path}")
 
 
-def _resumed(path: Path, doc: dict[str, Any], n: int) -> dict:
-    """Finished cells of the run saved at ``path``, after checking it is the same run."""
-    from nnaudit.attacks.evaluation import cells_from_dict
-    from nnaudit.reports import schema
+@dataclass(frozen=True)
+class AttackOptions:
+    """The options of ``nnaudit attack`` as Click parsed them, and the run they make."""
 
-    old = schema.read_result(path, kind="attack")
-    for key, got, want in (("model sha256", (old.get("model") or {}).get("sha256"), doc["model"]["sha256"]),
-                           ("settings", old.get("settings"), json.loads(json.dumps(doc["settings"]))),
-                           ("seeds", old.get("seeds"), doc["seeds"]), ("num_samples", old.get("num_samples"), n)):
-        if got != want:
-            raise ConfigError(f"{path}: cannot resume, {key} differ (saved {got!r}, now {want!r})")
-    doc["started"] = old.get("started", doc["started"])
-    return cells_from_dict(old, n)
+    data: str
+    attacks: str
+    eps: str
+    norm: str
+    low: float
+    high: float
+    device: str
+    seed: int
+    batch_size: int
+    threads: int | None
+    limit: int | None
+    settings: tuple[str, ...]
+    examples: int
+    json_path: str | None
+    resume: bool
+
+    def config(self) -> AttackRun:
+        """The run's configuration, after checking the options (ConfigError, before any work)."""
+        from nnaudit.attacks.base import resolve_device
+        from nnaudit.runs.attack import AttackRun
+
+        if self.resume and self.json_path is None:
+            raise ConfigError("--resume: needs --json PATH of the interrupted run")
+        if self.batch_size < 1 or (self.limit is not None and self.limit < 1) or self.examples < 0:
+            raise ConfigError(f"expected --batch-size >= 1, --limit >= 1 and --examples >= 0, "
+                              f"got {self.batch_size}, {self.limit}, {self.examples}")
+        eps = _floats(self.eps, "eps")
+        device = str(resolve_device(self.device))  # the JSON names the device that ran
+        names = [a.strip() for a in self.attacks.split(",") if a.strip()]
+        return AttackRun(attacks=tuple(names), eps=tuple(eps), norm=self.norm, bounds=(self.low, self.high),
+                         options=_options(self.settings), seed=self.seed, device=device, batch_size=self.batch_size,
+                         threads=self.threads, examples=self.examples)
+
+    def recorded(self, config: AttackRun) -> dict[str, Any]:
+        """The ``settings`` that ``nnaudit attack`` records (what a resume must match)."""
+        return {"data": self.data, "attacks": list(config.attacks), "eps": list(config.eps), "norm": self.norm,
+                "range": [self.low, self.high], "batch_size": self.batch_size, "limit": self.limit,
+                "options": config.options, "examples": self.examples}
 
 
 class _Progress:

@@ -9,8 +9,9 @@ What ``make demo`` runs.  Four short runs, each writing its JSON result
 3. complete verification of local-robustness properties around a few digits;
 4. DANN on the two-moons task (source-only baseline alongside), exported to ONNX.
 
-A part whose engine is missing from the installed build is skipped with a
-logged note; a part that fails is reported and the others still run (exit 1).
+Each part runs through the same function as its command (:mod:`nnaudit.runs`),
+so it writes the same document.  A part that fails is reported and the
+others still run (exit 1).
 About a minute on 2 CPU cores; ``--quick`` is a seconds-long smoke run.
 """
 
@@ -73,10 +74,6 @@ def command(out_dir: str, quick: bool) -> None:
         t0 = time.perf_counter()
         try:
             doc = run(config, out, command_line)
-        except _Missing as exc:
-            log.warning("demo: skipping %s: %s", name, exc)
-            click.echo(f"      skipped: {exc}", err=True)
-            continue
         except Exception as exc:  # noqa: BLE001 - a broken part must not hide the others
             log.exception("demo: %s failed", name)
             click.echo(f"      FAILED: {type(exc).__name__}: {exc}", err=True)
@@ -90,19 +87,6 @@ def command(out_dir: str, quick: bool) -> None:
     click.echo(f"report: {report.resolve()}")
     if failed:
         raise SystemExit(1)
-
-
-class _Missing(Exception):
-    """A demo part's engine is not in this build."""
-
-
-def _need(module: str, name: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise _Missing(f"{module}.{name} is not available in this build ({exc})") from exc
 
 
 def _write(doc: dict[str, Any], path: Path) -> Path:
@@ -125,82 +109,73 @@ def _digits() -> tuple[Any, Any]:
 
 def _regions(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
     """Region safety through the same runner as ``nnaudit regions`` (same document)."""
-    run = _need("nnaudit.verify.regions.run", "run")
-    run_plan = _need("nnaudit.verify.regions.run", "RunPlan")
-    region_config = _need("nnaudit.verify.regions.api", "RegionConfig")
-    resolve_regions = _need("nnaudit.verify.regions.api", "resolve_regions")
-    manipulation = _need("nnaudit.verify.regions.spec", "Manipulation")
-    layout = _need("nnaudit.verify.regions.spec", "ImageLayout")
     import numpy as np
 
     from nnaudit.networks import zoo
+    from nnaudit.runs.record import Record
+    from nnaudit.runs.regions import regions_settings, run_regions
+    from nnaudit.verify.regions.api import RegionConfig, resolve_regions
+    from nnaudit.verify.regions.run import RunPlan
+    from nnaudit.verify.regions.spec import ImageLayout, Manipulation
 
     net = zoo.load(config.model)
     x, y = _digits()
     chosen = np.flatnonzero(net.predict(x[:50]) == y[:50])[: config.region_images]  # misclassified ones are skipped anyway
     rows, cols = (int(v) for v in config.grid.split("x"))
-    plan = run_plan(tuple(int(i) for i in chosen),
-                    tuple(resolve_regions(layout.from_input_shape(net.input_shape), config.grid)),
-                    manipulation(step=config.region_step, steps=config.region_steps, clip=(0.0, 1.0)), "exact",
-                    (rows, cols), None, region_config(timeout_per_region=config.region_timeout))
-    doc, _ = run(net, x, y, plan, data="digits:test", json_path=None)
-    doc["command"] = command_line
-    doc["settings"] = _settings(config, **doc["settings"])
+    plan = RunPlan(tuple(int(i) for i in chosen),
+                   tuple(resolve_regions(ImageLayout.from_input_shape(net.input_shape), config.grid)),
+                   Manipulation(step=config.region_step, steps=config.region_steps, clip=(0.0, 1.0)), "exact",
+                   (rows, cols), None, RegionConfig(timeout_per_region=config.region_timeout))
+    record = Record(settings=_settings(config, **regions_settings(plan, "digits:test")), command=command_line)
+    _, doc = run_regions(net, x, y, plan, record)
     return doc
 
 
 def _attack(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
-    evaluate = _need("nnaudit.attacks", "evaluate")
     from nnaudit.networks import zoo
-    from nnaudit.reports import schema
+    from nnaudit.runs.attack import AttackRun, run_attack
+    from nnaudit.runs.record import Record
 
     net = zoo.load(config.model)
     x, y = _digits()
     n = config.attack_samples
-    doc = schema.new_result("attack", network=net, command=command_line, seeds={"seed": config.seed},
-                            settings=_settings(config, attacks=list(config.attacks), eps=list(config.eps),
-                                               norm="linf", samples=n, data="digits:test", model=config.model))
-    ev = evaluate(net, x[:n], y[:n], attacks=list(config.attacks), eps=list(config.eps), norm="linf",
-                  seed=config.seed, threads=1)
-    doc.update(ev.to_dict())
+    record = Record(settings=_settings(config, attacks=list(config.attacks), eps=list(config.eps), norm="linf",
+                                       samples=n, data="digits:test", model=config.model),
+                    seeds={"seed": config.seed}, command=command_line)
+    run = AttackRun(attacks=config.attacks, eps=config.eps, norm="linf", seed=config.seed, threads=1)
+    _, doc = run_attack(net, x[:n], y[:n], run, record)
     return doc
 
 
 def _verify(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
-    verify_property = _need("nnaudit.verify.engine", "verify_property")
-    verify_config = _need("nnaudit.verify.engine", "VerifyConfig")
-    robustness_property = _need("nnaudit.verify.spec", "robustness_property")
     import numpy as np
 
     from nnaudit.networks import zoo
-    from nnaudit.reports import schema
+    from nnaudit.runs.record import Record
+    from nnaudit.runs.verify import run_verify
+    from nnaudit.verify.engine import VerifyConfig
+    from nnaudit.verify.spec import robustness_property
 
     net = zoo.load(config.model)
     x, y = _digits()
     correct = np.flatnonzero(net.predict(x[:50]) == y[:50])[: config.verify_images]
-    vc = verify_config(timeout_s=config.verify_timeout)
-    doc = schema.new_result("verify", network=net, command=command_line, seeds={"seed": config.seed},
-                            settings=_settings(config, timeout_s=config.verify_timeout, radii=list(config.verify_eps),
-                                               digits=[int(i) for i in correct], model=config.model,
-                                               verify=asdict(vc)))
-    instances = []
+    vc = VerifyConfig(timeout_s=config.verify_timeout)
+    record = Record(settings=_settings(config, timeout_s=config.verify_timeout, radii=list(config.verify_eps),
+                                       digits=[int(i) for i in correct], model=config.model, verify=asdict(vc)),
+                    seeds={"seed": config.seed}, command=command_line)
+    properties = []
     for i in correct:
         for eps in config.verify_eps:
             lo, hi = np.clip(x[i] - eps, 0.0, 1.0), np.clip(x[i] + eps, 0.0, 1.0)
-            prop = robustness_property(lo, hi, int(y[i]), net.output_size, name=f"digit{int(i)}-linf{eps:g}")
-            instances.append(verify_property(net, prop, config=vc).to_dict())
-    doc["instances"] = instances
+            properties.append(robustness_property(lo, hi, int(y[i]), net.output_size, name=f"digit{int(i)}-linf{eps:g}"))
+    _, doc = run_verify(net, properties, vc, record)
     return doc
 
 
 def _adapt(config: DemoConfig, out: Path, command_line: str) -> dict[str, Any]:
-    train_dann = _need("nnaudit.adaptation", "train_dann")
-    for_task = _need("nnaudit.adaptation", "for_task")
-    moons_task = _need("nnaudit.adaptation", "moons_task")
-    adapt_body = _need("nnaudit.adaptation", "adapt_body")
-    export_onnx = _need("nnaudit.adaptation", "export_onnx")
     import numpy as np
 
+    from nnaudit.adaptation import adapt_body, export_onnx, for_task, moons_task, train_dann
     from nnaudit.reports import schema
 
     data = moons_task(seed=config.seed)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nnaudit.verify.regions.api import RegionConfig
+    from nnaudit.verify.regions.result import ImageResult
+    from nnaudit.verify.regions.run import RunPlan
+    from nnaudit.verify.regions.spec import Manipulation
 
 EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3 some region unknown "
           "(none unsafe), 130 interrupted (partial JSON written; continue with --resume).")
@@ -38,68 +46,126 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --json (same model and settings).")
 @click.option("--maps", type=click.Path(file_okay=False), default=None, help="Write a safety-map PNG per image here.")
-def command(model: str, data: str, limit: int | None, start: int, grid: str | None, patch: int | None, whole: bool,
-            step: float, steps: int, clip: tuple[float, float], budget_l1: float | None, budget_l0: int | None,
-            method: str, timeout_per_region: float, dlv_layer: int, dlv_features: int, dlv_dims: int, dlv_mode: str,
-            dlv_all: bool, seed: int, json_path: str | None, resume: bool, maps: str | None) -> None:
+def command(model: str, **options: Any) -> None:
     """Check, for every image of DATA and every region of it, whether moving
     each pixel of the region by up to STEPS steps of STEP (clipped to CLIP)
     can change MODEL's class: safe (proved), unsafe (an input onnxruntime
     confirms) or unknown (time budget spent)."""
-    from dataclasses import replace
-
-    from nnaudit.errors import ConfigError, SpecError
     from nnaudit.networks import load
     from nnaudit.networks.datasets import load_data
-    from nnaudit.verify.regions.dlv import DLVConfig
-    from nnaudit.verify.regions.api import RegionConfig, resolve_regions
-    from nnaudit.verify.regions.exact import ExactConfig
-    from nnaudit.verify.regions.run import RunPlan, run, summary
-    from nnaudit.verify.regions.spec import ImageLayout, Manipulation, parse_grid
+    from nnaudit.runs.record import Record
+    from nnaudit.runs.regions import run_regions
 
-    if sum(v is not None and v is not False for v in (grid, patch, whole or None)) > 1:
-        raise SpecError("regions: give only one of --grid, --patch and --whole")
-    if budget_l1 is not None and budget_l0 is not None:
-        raise SpecError("regions: give only one of --budget-l1 and --budget-l0")
-    if resume and json_path is None:
-        raise ConfigError("regions: --resume needs --json FILE to continue from")
+    opts = RegionsOptions(**options)
+    opts.check()
     net = load(model)
-    x, y = load_data(data, tuple(net.input_shape), num_classes=net.output_size)
-    if start < 0 or start >= len(x):
-        raise ConfigError(f"regions: --start {start} is outside the {len(x)} images of {data}")
-    end = len(x) if limit is None else min(len(x), start + max(limit, 0))
-    budget_norm = "l1" if budget_l1 is not None else "l0" if budget_l0 is not None else None
-    manip = Manipulation(step=step, steps=steps, clip=tuple(clip), budget_norm=budget_norm,
-                         budget=budget_l1 if budget_l1 is not None else budget_l0)
-    layout = ImageLayout.from_input_shape(net.input_shape)
-    spec = "whole" if whole else f"patch:{patch}" if patch is not None else (grid or "4x4")
-    region_list = resolve_regions(layout, spec)
-    config = RegionConfig(timeout_per_region=timeout_per_region, exact=replace(ExactConfig(), seed=seed),
-                          dlv=DLVConfig(layer=dlv_layer, num_features=dlv_features, feature_dims=dlv_dims,
-                                        mode=dlv_mode, exit_when="all" if dlv_all else "first"))
-    plan = RunPlan(tuple(range(start, end)), tuple(region_list), manip, method,
-                   parse_grid(spec) if patch is None and not whole else None, patch, config)
-    total = len(plan.indices) * len(region_list) * (2 if method == "both" else 1)
-    target = Path(json_path) if json_path else None
+    x, y = load_data(opts.data, tuple(net.input_shape), num_classes=net.output_size)
+    plan = opts.plan(net, len(x))
+    record = Record(data=str(opts.data), json_path=opts.json_path, resume=opts.resume)
+    total = len(plan.indices) * len(plan.regions) * (2 if opts.method == "both" else 1)
     try:
         with click.progressbar(length=total, label="regions", file=sys.stderr) as bar:
-            doc, results = run(net, x, y, plan, data=str(data), json_path=target, resume=resume, progress=bar.update)
+            results, doc = run_regions(net, x, y, plan, record, progress=bar.update)
     except KeyboardInterrupt:
-        where = f"; partial results in {target} (continue with --resume)" if target else ""
+        where = f"; partial results in {opts.json_path} (continue with --resume)" if opts.json_path else ""
         click.echo(f"\ninterrupted{where}", err=True)
         raise SystemExit(130) from None
-    if maps:
-        from nnaudit.verify.region_map import save_safety_map
+    if opts.maps:
+        from nnaudit.reports.images import save_safety_map
 
         for im in doc["images"]:
-            save_safety_map(im, Path(maps) / f"image_{im['index']:04d}.png")
+            save_safety_map(im, Path(opts.maps) / f"image_{im['index']:04d}.png")
+    _report(results, opts.json_path)
+
+
+def _report(results: list[ImageResult], json_path: str | None) -> None:
+    """Print the counts per method and exit with the code of the worst verdict."""
+    from nnaudit.verify.regions.run import summary
+
     counts = summary(results)
     skipped = sum(1 for r in results if r.skipped)
     for m, c in counts.items():
         click.echo(f"{m:<6} safe {c['safe']:>5}  unsafe {c['unsafe']:>5}  unknown {c['unknown']:>5}")
-    click.echo(f"images {len(results)} ({skipped} skipped: misclassified)" + (f"; result in {target}" if target else ""))
+    click.echo(f"images {len(results)} ({skipped} skipped: misclassified)" + (f"; result in {json_path}" if json_path else ""))
     logging.getLogger(__name__).debug("regions done")
     if any(c["unsafe"] for c in counts.values()):
         raise SystemExit(1)
     if any(c["unknown"] for c in counts.values()):
         raise SystemExit(3)
+
+
+@dataclass(frozen=True)
+class RegionsOptions:
+    """The options of ``nnaudit regions`` as Click parsed them, and what they make."""
+
+    data: str
+    limit: int | None
+    start: int
+    grid: str | None
+    patch: int | None
+    whole: bool
+    step: float
+    steps: int
+    clip: tuple[float, float]
+    budget_l1: float | None
+    budget_l0: int | None
+    method: str
+    timeout_per_region: float
+    dlv_layer: int
+    dlv_features: int
+    dlv_dims: int
+    dlv_mode: str
+    dlv_all: bool
+    seed: int
+    json_path: str | None
+    resume: bool
+    maps: str | None
+
+    def check(self) -> None:
+        """Options that exclude or need each other; SpecError/ConfigError before any work."""
+        from nnaudit.errors import ConfigError, SpecError
+
+        if sum(v is not None and v is not False for v in (self.grid, self.patch, self.whole or None)) > 1:
+            raise SpecError("regions: give only one of --grid, --patch and --whole")
+        if self.budget_l1 is not None and self.budget_l0 is not None:
+            raise SpecError("regions: give only one of --budget-l1 and --budget-l0")
+        if self.resume and self.json_path is None:
+            raise ConfigError("regions: --resume needs --json FILE to continue from")
+
+    @property
+    def spec(self) -> str:
+        """The regions as ``resolve_regions`` reads them."""
+        return "whole" if self.whole else f"patch:{self.patch}" if self.patch is not None else (self.grid or "4x4")
+
+    def manipulation(self) -> Manipulation:
+        from nnaudit.verify.regions.spec import Manipulation
+
+        budget_norm = "l1" if self.budget_l1 is not None else "l0" if self.budget_l0 is not None else None
+        return Manipulation(step=self.step, steps=self.steps, clip=tuple(self.clip), budget_norm=budget_norm,
+                            budget=self.budget_l1 if self.budget_l1 is not None else self.budget_l0)
+
+    def config(self) -> RegionConfig:
+        from nnaudit.verify.regions.api import RegionConfig
+        from nnaudit.verify.regions.dlv import DLVConfig
+        from nnaudit.verify.regions.exact import ExactConfig
+
+        dlv = DLVConfig(layer=self.dlv_layer, num_features=self.dlv_features, feature_dims=self.dlv_dims,
+                        mode=self.dlv_mode, exit_when="all" if self.dlv_all else "first")
+        return RegionConfig(timeout_per_region=self.timeout_per_region, exact=replace(ExactConfig(), seed=self.seed),
+                            dlv=dlv)
+
+    def plan(self, network: Any, count: int) -> RunPlan:
+        """The :class:`~nnaudit.verify.regions.run.RunPlan` over ``count`` images of ``network``'s input."""
+        from nnaudit.errors import ConfigError
+        from nnaudit.verify.regions.api import resolve_regions
+        from nnaudit.verify.regions.run import RunPlan
+        from nnaudit.verify.regions.spec import ImageLayout, parse_grid
+
+        if self.start < 0 or self.start >= count:
+            raise ConfigError(f"regions: --start {self.start} is outside the {count} images of {self.data}")
+        end = count if self.limit is None else min(count, self.start + max(self.limit, 0))
+        manip = self.manipulation()
+        regions = resolve_regions(ImageLayout.from_input_shape(network.input_shape), self.spec)
+        grid = parse_grid(self.spec) if self.patch is None and not self.whole else None
+        return RunPlan(tuple(range(self.start, end)), tuple(regions), manip, self.method, grid, self.patch,
+                       self.config())

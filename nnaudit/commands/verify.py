@@ -6,12 +6,16 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nnaudit.errors import NnauditError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nnaudit.verify.engine import VerifyConfig
 
 
 @click.command("verify", epilog="Exit codes: 0 holds, 1 violated, 3 unknown/timeout, 2 bad input.")
@@ -25,65 +29,83 @@ from nnaudit.errors import NnauditError
 @click.option("--seed", default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--alpha-steps", default=0, show_default=True, help="Optimise lower ReLU slopes (alpha-CROWN) for this many steps per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when stderr is a terminal).")
-def command(model: str, prop: str, timeout: float, result_file: str | None, as_json: bool, output: str | None,
-            workers: int | None, seed: int, alpha_steps: int, progress: bool | None) -> None:
+@click.pass_context
+def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
     """Decide whether PROPERTY (VNN-LIB) holds on MODEL (ONNX): holds (proved),
     violated (with a counterexample confirmed by onnxruntime) or unknown/timeout."""
-    from nnaudit.verify.engine import VerifyConfig, verify_property
-    from nnaudit.verify.results import Verdict, VerifyResult
+    from nnaudit.networks import load
+    from nnaudit.runs.record import Record
+    from nnaudit.runs.verify import run_verify
+    from nnaudit.verify.vnnlib import parse
 
-    cfg = VerifyConfig(timeout_s=timeout)
-    cfg = replace(cfg, falsify=replace(cfg.falsify, seed=seed),
-                  bab=replace(cfg.bab, workers=workers if workers is not None else (os.cpu_count() or 1),
-                              alpha_steps=alpha_steps))
-    show = sys.stderr.isatty() if progress is None else progress
-    from nnaudit import cli as entry
-
-    # from the console script, the deadline counts from the start of the process (interpreter start-up
-    # and imports included); called in-process (tests, the Python API), from here
-    start = entry.PROCESS_START if entry.PROCESS_START is not None else time.monotonic()
-
-    def report(done: int, left: int) -> None:
-        click.echo(f"\r  sub-domains done {done}, open {left}, {time.monotonic() - start:.1f}s ", err=True, nl=False)
-
+    opts = VerifyOptions(**options)
+    cfg = opts.engine()
+    show = sys.stderr.isatty() if opts.progress is None else opts.progress
+    start = _start(ctx)
     try:
-        from nnaudit.networks import load
-        from nnaudit.verify.vnnlib import parse
-
         net = load(model)
         spec = parse(prop)
         spec.check_network(net.input_size, net.output_size, where=prop)
         # loading and parsing count against the deadline
-        cfg = replace(cfg, timeout_s=max(0.1, timeout - (time.monotonic() - start)))
-        res = verify_property(net, spec, config=cfg, progress=report if show else None)
-    except NnauditError as exc:
-        if result_file:
-            Path(result_file).write_text("error\n")
-        raise exc
-    res = replace(res, prop=Path(prop).name)
+        cfg = replace(cfg, timeout_s=max(0.1, opts.timeout - (time.monotonic() - start)))
+        (res,), doc = run_verify(net, [spec], cfg, Record(json_path=opts.output),
+                                 progress=_Progress(start) if show else None)
+    except NnauditError:
+        if opts.result_file:
+            Path(opts.result_file).write_text("error\n")
+        raise
     if show:
         click.echo("", err=True)
-    if result_file:
-        Path(result_file).write_text(res.vnncomp())
-    doc = _document(net, res, cfg, seed)
-    if output:
-        from nnaudit.reports.schema import write_json
-
-        write_json(doc, output)
-    if as_json:
+    if opts.result_file:
+        Path(opts.result_file).write_text(res.vnncomp())
+    if opts.as_json:
         click.echo(json.dumps(doc, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     else:
         _summary(res)
-    raise SystemExit(res.verdict.exit_code if isinstance(res, VerifyResult) else Verdict.ERROR.exit_code)
+    raise SystemExit(res.verdict.exit_code)
 
 
-def _document(net, res, cfg, seed: int) -> dict:
-    from nnaudit.reports.schema import finish, new_result
+@dataclass(frozen=True)
+class VerifyOptions:
+    """The options of ``nnaudit verify`` as Click parsed them."""
 
-    settings = {"timeout_s": cfg.timeout_s, "falsify": asdict(cfg.falsify), "bab": asdict(cfg.bab)}
-    doc = new_result("verify", network=net, settings=settings, seeds={"falsify": seed})
-    doc["instances"] = [res.to_dict()]
-    return finish(doc, complete=True)
+    timeout: float
+    result_file: str | None
+    as_json: bool
+    output: str | None
+    workers: int | None
+    seed: int
+    alpha_steps: int
+    progress: bool | None
+
+    def engine(self) -> VerifyConfig:
+        """The verifier's configuration: the defaults with these options."""
+        from nnaudit.verify.engine import VerifyConfig
+
+        cfg = VerifyConfig(timeout_s=self.timeout)
+        workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
+        return replace(cfg, falsify=replace(cfg.falsify, seed=self.seed),
+                       bab=replace(cfg.bab, workers=workers, alpha_steps=self.alpha_steps))
+
+
+def _start(ctx: click.Context) -> float:
+    """When the deadline starts: from the console script, at the start of the process
+    (interpreter start-up and imports included); called in-process (tests, the Python API), now."""
+    from nnaudit.cli import CliContext
+
+    obj = ctx.find_object(CliContext)
+    return obj.process_start if obj is not None and obj.process_start is not None else time.monotonic()
+
+
+class _Progress:
+    """Sub-domains done and open, and the seconds since the deadline started, on one stderr line."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def __call__(self, done: int, left: int) -> None:
+        click.echo(f"\r  sub-domains done {done}, open {left}, {time.monotonic() - self.start:.1f}s ", err=True,
+                   nl=False)
 
 
 def _summary(res) -> None:

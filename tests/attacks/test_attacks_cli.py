@@ -75,3 +75,12 @@ def test_resume_skips_finished_attacks(tmp_path):
     changed = [*args[:-1], tmp_path / "a.json", "--resume", "--seed", 5]
     res = CliRunner().invoke(cli, ["attack", *map(str, changed)])
     assert res.exit_code == 2 and "cannot resume" in res.output
+
+
+def test_resume_from_a_missing_file_starts_afresh(tmp_path):
+    out = tmp_path / "new.json"
+    res = _run(zoo.path("moons-ffn"), "--data", "moons", "--low", -3, "--high", 3, "--limit", 20, "--attacks", "fgsm",
+               "--eps", "0.2", "--threads", 1, "--json", out, "--resume")
+    assert res.exit_code == 0, res.output
+    doc = read_result(out, kind="attack")
+    assert doc["complete"] is True and doc["num_samples"] == 20 and set(doc["results"][0]["robust_accuracy"]) == {"worst", "fgsm"}

@@ -54,15 +54,19 @@ def _warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     one process: run each kind of call once here so everything is imported first."""
     from nnaudit.checks import adapters
     from nnaudit.checks.output import write_html
+    from nnaudit.runs.attack import AttackRun, run_attack
+    from nnaudit.runs.regions import RegionsRun, run_regions
+    from nnaudit.runs.verify import VerifyRun, run_verify
     from nnaudit.testing import perturbations  # noqa: F401  (hypothesis.extra.numpy)
 
     digits = adapters.load_network("digits-ffn")
     x, y = adapters.load_samples(digits, "digits", 2)
-    _, attack_doc = adapters.attack_run(digits, x, y, eps=[0.01], attacks=["fgsm", "pgd"], options={"pgd": {"steps": 2}})
-    adapters.verify_run(adapters.load_network("moons-ffn"), [PROPS / "moons_sample0.vnnlib"], timeout=0.001)
+    _, attack_doc = run_attack(digits, x, y, AttackRun(eps=(0.01,), attacks=("fgsm", "pgd"), options={"pgd": {"steps": 2}},
+                                                       threads=1))
+    run_verify(adapters.load_network("moons-ffn"), [PROPS / "moons_sample0.vnnlib"], VerifyRun(timeout=0.001))
     cnn = adapters.load_network("digits-cnn")
     x, y = adapters.load_samples(cnn, "digits", 1)
-    adapters.regions_run(cnn, x, y, grid=(1, 1), step=0.01, steps=1, timeout=1)
+    run_regions(cnn, x, y, RegionsRun(grid=(1, 1), step=0.01, steps=1, timeout=1))
     write_html([attack_doc], tmp_path_factory.mktemp("warm") / "report.html")
 
 

@@ -41,15 +41,14 @@ def test_quick_demo_writes_every_result_and_the_report(tmp_path):
     json.loads((out / "attack.json").read_text())
 
 
-def test_missing_parts_are_skipped_and_failed_parts_reported(tmp_path, monkeypatch, schema_docs):
-    """A part whose engine is missing is skipped with a note; a failing part makes
-    the exit code 1 but the report of the other parts is still written."""
+def test_failed_parts_are_reported_and_the_others_still_make_the_report(tmp_path, monkeypatch, schema_docs):
+    """A failing part makes the exit code 1 but the report of the other parts is still written."""
     import copy
 
     from nnaudit.commands import demo
 
     def missing(*_):
-        return demo._need("nnaudit.no_such_module", "regions")
+        raise ImportError("No module named 'nnaudit.no_such_module'")
 
     def broken(*_):
         raise RuntimeError("engine crashed")
@@ -60,7 +59,7 @@ def test_missing_parts_are_skipped_and_failed_parts_reported(tmp_path, monkeypat
     monkeypatch.setattr(demo, "_adapt", lambda *_: copy.deepcopy(schema_docs["adapt"]))
     result = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 1, result.output
-    assert "skipped: nnaudit.no_such_module.regions is not available in this build" in result.output
+    assert "FAILED: ImportError: No module named 'nnaudit.no_such_module'" in result.output
     assert "FAILED: RuntimeError: engine crashed" in result.output
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["adapt.json", "verify.json"]
     html = (tmp_path / "report.html").read_text()

@@ -29,8 +29,6 @@ MODES = {
     "input-split-smear": replace(BASE, bab=replace(BASE.bab, split_score="smear")),
     # one input-split search on two processes sharing sub-domains (batches of 2, so that they are handed around)
     "input-split-shared": replace(BASE, bab=replace(BASE.bab, workers=2, batch=2, share_after=0.0)),
-    # the two input-split heuristics raced in two processes
-    "portfolio": replace(BASE, bab=replace(BASE.bab, workers=2, portfolio=True)),
     # sub-domains with few unstable ReLUs closed by an LP per phase pattern, from the root on
     "phases": replace(BASE, bab=replace(BASE.bab, phase_depth=0, phase_max_unstable=8)),
     "relu-split": replace(BASE, bab=replace(BASE.bab, input_split_dims=0, z3_max_unstable_relu=1)),
@@ -101,13 +99,16 @@ def test_robustness_on_cnn_with_maxpool(tmp_path) -> None:
         assert counterexample_ok(path, large, res.counterexample.x)
 
 
-def test_z3_leaves_in_worker_processes(tmp_path) -> None:
+@pytest.mark.parametrize("share", [True, False], ids=["shared-search", "leaf-workers"])
+def test_z3_leaves_in_worker_processes(tmp_path, share: bool) -> None:
+    """Two workers: one search shared by two processes, or (``share=False``) one search whose Z3
+    leaves go to two worker processes."""
     path = verify_nets.mlp(tmp_path, 11, (2, 8, 8, 2))
     net = load(path)
     lo, hi = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
     g = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 101), np.linspace(-0.5, 0.5, 101)), -1).reshape(-1, 2)
     diff = net.evaluate(g) @ np.array([1.0, -1.0])
-    cfg = replace(MODES["z3-only"], bab=replace(MODES["z3-only"].bab, workers=2))
+    cfg = replace(MODES["z3-only"], bab=replace(MODES["z3-only"].bab, workers=2, share=share))
     for t, want in ((diff.min() - 0.1, Verdict.HOLDS), (np.median(diff), Verdict.VIOLATED)):
         prop = linear_property(lo, hi, [(np.array([[1.0, -1.0]]), np.array([-t]))])
         res = verify_property(net, prop, config=cfg)
@@ -164,22 +165,22 @@ def test_relu_split_packs_open_rows_on_a_tight_disjunctive_property(tmp_path, mo
 
 
 def test_warm_starts_join_across_chunks_with_nan_for_missing_parts() -> None:
-    from nnaudit.verify.bab import _Chunk
+    from nnaudit.verify.bab import Chunk
 
     def chunk(k: int, warm):
-        return _Chunk(np.zeros((k, 2)), np.ones((k, 2)), np.ones((k, 2), bool), np.zeros(k, np.int64),
+        return Chunk(np.zeros((k, 2)), np.ones((k, 2)), np.ones((k, 2), bool), np.zeros(k, np.int64),
                       [np.zeros((k, 3), np.int8)], warm)
 
     a = chunk(2, {"alpha": {0: np.full((2, 1, 3), 0.5, np.float16)}, "beta": {0: np.ones((2, 1, 3), np.float16)}})
     b = chunk(1, None)
     c = chunk(1, {"alpha": {0: np.zeros((1, 1, 3), np.float16)}, "beta": {}})
-    j = _Chunk.join([a, b, c])
+    j = Chunk.join([a, b, c])
     assert j.warm["alpha"][0].shape == (4, 1, 3) and j.warm["beta"][0].shape == (4, 1, 3)
     assert np.all(j.warm["alpha"][0][:2] == 0.5) and np.isnan(j.warm["alpha"][0][2]).all()
     assert np.all(j.warm["alpha"][0][3] == 0) and np.isnan(j.warm["beta"][0][2:]).all()
     t = j.take(np.array([3, 0]))
     assert np.all(t.warm["alpha"][0][0] == 0) and np.all(t.warm["beta"][0][1] == 1)
-    assert _Chunk.join([b, b]).warm is None
+    assert Chunk.join([b, b]).warm is None
 
 
 def test_targeted_margins_are_per_disjunct_and_never_below_the_region_margin() -> None:
@@ -289,7 +290,7 @@ def test_a_batch_whose_bounds_would_end_past_the_deadline_is_not_started(tmp_pat
     import time
 
     from nnaudit.networks.runtime import OnnxRuntimeModel
-    from nnaudit.verify.bab import _Search
+    from nnaudit.verify.bab import Search
     from nnaudit.networks.lower import lower
     from nnaudit.verify.spec import Box, Region
 
@@ -297,9 +298,9 @@ def test_a_batch_whose_bounds_would_end_past_the_deadline_is_not_started(tmp_pat
     t = (y @ np.array([1.0, -1.0])).min() - 1e-4
     region = Region(((np.array([[1.0, -1.0]]), np.array([-t])),))
     args = (lower(net), net, OnnxRuntimeModel(path), Box(lo, hi), region, BASE.bab)
-    search = _Search(*args, time.monotonic() + 5.0, None)
+    search = Search(*args, time.monotonic() + 5.0, None)
     search.batch_s = 6.0
     out = search.run()
-    assert out.status == "timeout" and out.subdomains == 0
-    search = _Search(*args, time.monotonic() + 30.0, None)
-    assert search.run().status == "holds" and 0.0 < search.batch_s < 5.0
+    assert out.status is Verdict.TIMEOUT and out.subdomains == 0
+    search = Search(*args, time.monotonic() + 30.0, None)
+    assert search.run().status is Verdict.HOLDS and 0.0 < search.batch_s < 5.0

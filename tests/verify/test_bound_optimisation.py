@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnaudit.networks import load
-from nnaudit.verify.bounds import LayerBounds, _Adam, compute_bounds, spec_lower
+from nnaudit.verify.alpha import Adam
+from nnaudit.verify.bounds import LayerBounds, compute_bounds, spec_lower
 from nnaudit.networks.lower import lower
 
 import verify_nets
@@ -146,7 +147,7 @@ def test_adam_matches_torch() -> None:
     target = torch.as_tensor(rng.normal(size=(4, 5)))
     ours = torch.zeros(4, 5, dtype=torch.float64, requires_grad=True)
     ref = torch.zeros(4, 5, dtype=torch.float64, requires_grad=True)
-    opt, ref_opt = _Adam([ours], 0.1), torch.optim.Adam([ref], lr=0.1)
+    opt, ref_opt = Adam([ours], 0.1), torch.optim.Adam([ref], lr=0.1)
     for _ in range(25):
         loss = lambda p: ((p - target) ** 4).sum() + (p * target).sum()  # noqa: E731
         (g,) = torch.autograd.grad(loss(ours), [ours])

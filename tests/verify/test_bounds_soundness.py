@@ -87,6 +87,47 @@ def test_bad_boxes_are_rejected(tmp_path) -> None:
         output_bounds(net, np.zeros((1, 4)), np.ones((1, 4)))
 
 
+def test_methods_are_an_enum_and_their_names_still_work(tmp_path) -> None:
+    """``method`` takes a :class:`BoundMethod` or its value as a string, with the same bounds;
+    an unknown name is refused with the known ones."""
+    import torch
+
+    from nnaudit.verify.bounds import BoundMethod, compute_bounds, spec_lower
+
+    net = _net("mlp", tmp_path, 2)
+    lo, hi = np.full((2, 3), -0.5), np.full((2, 3), 0.3)
+    for m in BoundMethod:
+        assert np.array_equal(np.stack(output_bounds(net, lo, hi, method=m)),
+                              np.stack(output_bounds(net, lo, hi, method=m.value)))
+    low = lower(net)
+    with pytest.raises(ValueError, match="expected method 'interval' or 'crown', got 'deeppoly'"):
+        compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), method="deeppoly")
+    b = compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi))
+    with pytest.raises(ValueError, match="got 'ibp'"):
+        spec_lower(low, b, torch.eye(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64), method="ibp")
+
+
+def test_the_lowered_form_and_its_torch_matrices_are_cached_on_their_objects(tmp_path) -> None:
+    """A network keeps its lowered form, and the lowered form its torch matrices (per dtype):
+    no module-level table keyed by ``id``, whose entries could outlive or be mistaken for their
+    objects.  A network changed by ``dataclasses.replace`` is lowered afresh."""
+    from dataclasses import replace
+
+    import torch
+
+    from nnaudit.verify.edges import edge_mats
+
+    net = _net("mlp", tmp_path, 0)
+    low = lower(net)
+    assert lower(net) is low and lower(low) is low
+    assert lower(replace(net)) is not low
+    mats = edge_mats(low)
+    assert edge_mats(low) is mats and edge_mats(low, torch.float32) is not mats
+    assert set(low.cache) == {("edge_mats", torch.float64), ("edge_mats", torch.float32)}
+    assert all(t.dtype == torch.float32 for mats32 in edge_mats(low, torch.float32).values()
+               for t in mats32[0].values())
+
+
 @_S
 @given(seed=st.integers(0, 10_000), n_split=st.integers(1, 8))
 def test_alpha_beta_bounds_hold_where_the_splits_hold(seed: int, n_split: int, tmp_path) -> None:
@@ -204,6 +245,7 @@ def test_every_neuron_that_may_be_active_gets_its_backward_bound() -> None:
     import torch
 
     from nnaudit.verify import bounds as bounds_mod
+    from nnaudit.verify.backward import backward
 
     low, lo, hi = _acas_boxes(12, 0)
     with torch.no_grad():
@@ -214,7 +256,7 @@ def test_every_neuron_that_may_be_active_gets_its_backward_bound() -> None:
             continue
         eye = torch.eye(node.pre.size, dtype=torch.float64)
         with torch.no_grad():
-            val, _, _ = bounds_mod._backward(low, b, k, node.pre, torch.cat([eye, -eye]))
+            val, _, _ = backward(low, b, k, node.pre, torch.cat([eye, -eye]))
         n = node.pre.size
         own_lo, own_hi = val[:, :n].numpy(), -val[:, n:].numpy()
         may = b.pre_hi[k].numpy() > 0

@@ -36,27 +36,25 @@ def test_known_answers(net: str, prop: str, verdict: Verdict) -> None:
     assert body["verdict"] == verdict.value and body["model"] == model.name and body["property"] == spec.name
 
 
-# Each needed one of the two smear-score heuristics the portfolio raced (2_2 and 1_1 prop 3 timed out
-# with the plain smear score, 1_9 prop 7 with the balanced one); the gradient score solves them alone.
+# Each needed one of two smear-score heuristics raced in two processes before the gradient score
+# (2_2 and 1_1 prop 3 timed out with the plain smear score); the gradient score solves them alone.
 HARD = [("2_2", "prop_1", Verdict.HOLDS), ("1_1", "prop_3", Verdict.HOLDS)]
 
 
-@pytest.mark.parametrize("portfolio", [False, True], ids=["shared", "portfolio"])
 @pytest.mark.parametrize("net,prop,verdict", HARD, ids=[f"{n}-{p}" for n, p, _ in HARD])
-def test_two_processes(net: str, prop: str, verdict: Verdict, portfolio: bool) -> None:
-    """Two workers: one search shared by two processes (the default), or the portfolio."""
+def test_two_processes(net: str, prop: str, verdict: Verdict) -> None:
+    """Two workers: one search shared by two processes."""
     from dataclasses import replace
 
     assert _expected(net, prop) == verdict.vnncomp
     model = ACAS / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx"
     cfg = VerifyConfig(timeout_s=60)
     res = verify_property(model, ACAS / "vnnlib" / f"{prop}.vnnlib",
-                          config=replace(cfg, bab=replace(cfg.bab, workers=2, portfolio=portfolio, share_after=0.5)))
+                          config=replace(cfg, bab=replace(cfg.bab, workers=2, share_after=0.5)))
     assert res.verdict is verdict, res
 
 
-@pytest.mark.parametrize("portfolio", [False, True], ids=["shared", "portfolio"])
-def test_two_processes_keep_the_deadline(portfolio: bool) -> None:
+def test_two_processes_keep_the_deadline() -> None:
     import time
     from dataclasses import replace
 
@@ -64,6 +62,6 @@ def test_two_processes_keep_the_deadline(portfolio: bool) -> None:
     cfg = VerifyConfig(timeout_s=3)
     start = time.monotonic()
     res = verify_property(model, ACAS / "vnnlib" / "prop_2.vnnlib",
-                          config=replace(cfg, bab=replace(cfg.bab, workers=2, portfolio=portfolio, share_after=0.5)))
+                          config=replace(cfg, bab=replace(cfg.bab, workers=2, share_after=0.5)))
     assert res.verdict is Verdict.TIMEOUT
     assert time.monotonic() - start < 3 + 1.0

@@ -10,10 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnaudit.networks import load
-from nnaudit.verify.bab import _LeafTask, decide_leaf
+from nnaudit.verify.bab import LeafTask, decide_leaf
 from nnaudit.verify.bounds import compute_bounds
 from nnaudit.networks.lower import lower
 from nnaudit.verify.phases import applies, closes_by_phases, pattern_forms, unstable_neurons
+from nnaudit.verify.results import Verdict
+from nnaudit.verify.smt import SmtStatus
 from nnaudit.verify.spec import Region
 
 import verify_nets
@@ -67,13 +69,13 @@ def test_closed_means_z3_finds_no_unsafe_input_and_clearly_safe_means_closed(see
     region = Region(((c, np.array([t, t])),))
     closed = closes_by_phases(low, region, lo, hi, pre, np.array([0]), 1e-7, max_unstable=8)
 
-    def z3(slack: float) -> str:
-        task = _LeafTask(lo, hi, pre, None, np.array([0]), 30.0, slack)
-        return decide_leaf((low, region), task)[0]
+    def z3(slack: float) -> SmtStatus:
+        task = LeafTask(lo, hi, pre, None, np.array([0]), 30.0, slack)
+        return decide_leaf(low, region, task).status
 
     if closed:
-        assert z3(0.0) == "unsat", "closed by phases, but Z3 finds an unsafe input"
-    if z3(-1e-4) == "unsat":   # no input comes within 1e-4 of the region: the LPs are exact, so it closes
+        assert z3(0.0) is SmtStatus.UNSAT, "closed by phases, but Z3 finds an unsafe input"
+    if z3(-1e-4) is SmtStatus.UNSAT:   # no input comes within 1e-4 of the region: the LPs are exact, so it closes
         assert closed
 
 
@@ -130,8 +132,8 @@ def test_branch_and_bound_closes_sub_domains_by_phases_and_agrees_with_the_grid(
     for name, t in (("above", diff.min() - 1e-3), ("below", diff.min() + 1e-3)):
         region = Region(((np.array([[1.0, -1.0]]), np.array([-t])),))
         outcomes[name] = run_bab(low, net, OnnxRuntimeModel(path), Box(lo, hi), region, cfg, time.monotonic() + 30)
-    assert outcomes["above"].status == "holds" and outcomes["above"].phase_closed > 0
-    assert outcomes["below"].status == "violated"
+    assert outcomes["above"].status is Verdict.HOLDS and outcomes["above"].phase_closed > 0
+    assert outcomes["below"].status is Verdict.VIOLATED
 
 
 def test_the_result_counts_the_sub_domains_closed_by_phases(tmp_path) -> None:

@@ -1,5 +1,5 @@
 """ReLU and input splitting on several processes that share their sub-domains
-(``verify/sharing.py``): the same tree as one process -- every sub-domain bounded exactly once,
+(``verify/bab/sharing.py``): the same tree as one process -- every sub-domain bounded exactly once,
 by one of the members -- the same verdicts, and the deadline kept."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import verify_nets
 from nnaudit.networks import load
 from nnaudit.networks.runtime import OnnxRuntimeModel
 from nnaudit.verify.bab import BabConfig, run_bab
+from nnaudit.verify.results import Verdict
 from nnaudit.networks.lower import lower
 from nnaudit.verify.spec import linear_property
 
@@ -48,7 +49,7 @@ def test_the_members_bound_the_same_tree_as_one_process(tmp_path, seed: int, tre
     path, net, case = _case(tmp_path, seed, 0.02)
     alone = _run(path, net, case, replace(tree, workers=1))
     shared = _run(path, net, case, replace(tree, workers=2))
-    assert alone.status == shared.status == "holds"
+    assert alone.status is shared.status is Verdict.HOLDS
     assert alone.shared == [] and len(shared.shared) == 2 and min(shared.shared) > 0
     # one sub-domain lost would leave a hole in the proof; one bounded twice shows a copy was made
     assert shared.subdomains == alone.subdomains
@@ -59,7 +60,7 @@ def test_a_violation_found_by_a_member_ends_the_search(tmp_path) -> None:
 
     path, net, case = _case(tmp_path, 0, -0.3)  # violated well inside the box
     out = _run(path, net, case, replace(TREE, workers=2, z3_max_unstable_relu=1, refalsify_share=0.1))
-    assert out.status == "violated" and out.counterexample is not None
+    assert out.status is Verdict.VIOLATED and out.counterexample is not None
     box, region = case
     y = net.evaluate(out.counterexample.x[None]).ravel()
     assert np.all(box.lower <= out.counterexample.x) and np.all(out.counterexample.x <= box.upper)
@@ -72,5 +73,5 @@ def test_the_shared_search_keeps_the_deadline(tmp_path) -> None:
     path, net, case = _case(tmp_path, 4, 0.0005)  # holds by a hair: far more than 2 s of search
     started = time.monotonic()
     out = _run(path, net, case, replace(TREE, workers=2), seconds=2.0)
-    assert out.status == "timeout"
+    assert out.status is Verdict.TIMEOUT
     assert time.monotonic() - started < 4.0

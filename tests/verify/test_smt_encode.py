@@ -13,7 +13,7 @@ import z3
 from nnaudit.errors import SolverError
 from nnaudit.networks import load
 from nnaudit.verify.encode import encode_network
-from nnaudit.verify.smt import solve
+from nnaudit.verify.smt import SmtStatus, solve
 
 import verify_nets
 
@@ -28,7 +28,7 @@ def test_encoding_reproduces_outputs_at_a_point(kind: str, tmp_path) -> None:
         cons, ys = encode_network(net, xs, lower=None if box is None else box[0], upper=None if box is None else box[1])
         fix = [x == float(v) for x, v in zip(xs, x0.ravel())]
         out = solve(cons + fix, timeout_s=30, values_of=ys)
-        assert out.status == "sat"
+        assert out.status is SmtStatus.SAT
         assert np.allclose(out.values, net.evaluate(x0).ravel(), atol=1e-9)
 
 
@@ -42,17 +42,17 @@ def test_int_step_inputs_match_enumeration(tmp_path) -> None:
     grid = np.array([x0 + step * np.array(k) for k in itertools.product(range(-2, 3), repeat=2)])
     best = net.evaluate(grid)[:, 0].max()
     rng = [c for k in ks for c in (k >= -2, k <= 2)]
-    assert solve(cons + rng + [ys[0] >= best + 1e-6], timeout_s=30).status == "unsat"
+    assert solve(cons + rng + [ys[0] >= best + 1e-6], timeout_s=30).status is SmtStatus.UNSAT
     sat = solve(cons + rng + [ys[0] >= best - 1e-6], timeout_s=30, values_of=ks)
-    assert sat.status == "sat" and np.all(np.abs(sat.values) <= 2)
+    assert sat.status is SmtStatus.SAT and np.all(np.abs(sat.values) <= 2)
 
 
 def test_solver_outcomes() -> None:
     x = z3.Real("x")
-    assert solve([x > 1, x < 0], timeout_s=5).status == "unsat"
+    assert solve([x > 1, x < 0], timeout_s=5).status is SmtStatus.UNSAT
     out = solve([x > 1, x < 3], timeout_s=5, values_of=[x, 2 * x])
-    assert out.status == "sat" and 1 < out.values[0] < 3 and out.values[1] == 2 * out.values[0]
-    assert solve([x > 1], timeout_s=0).status == "unknown"
+    assert out.status is SmtStatus.SAT and 1 < out.values[0] < 3 and out.values[1] == 2 * out.values[0]
+    assert solve([x > 1], timeout_s=0).status is SmtStatus.UNKNOWN
 
 
 def test_sigmoid_cannot_be_encoded(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The input-split score: the bound's response to each width (``_Search._sensitivities``), by
+"""The input-split score: the bound's response to each width (``Brancher.sensitivities``), by
 autograd, is the derivative that narrowing the box by a hair shows; children reuse their
 parent's between fresh computations; and a search splits where it points."""
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import verify_nets
 from nnaudit.networks import load
 from nnaudit.networks.runtime import OnnxRuntimeModel
-from nnaudit.verify.bab import BabConfig, _Chunk, _Search
+from nnaudit.verify.bab import BabConfig, Chunk, Search
 from nnaudit.verify.bounds import compute_bounds, spec_lower
 from nnaudit.networks.lower import lower
 from nnaudit.verify.spec import Box, Region
@@ -29,10 +29,10 @@ def _search(tmp_path, seed: int, config: BabConfig = BabConfig()):
     c = np.array([[1.0, -1.0, 0.0], [1.0, 0.0, -1.0]])
     region = Region(((c, np.zeros(2)),))
     box = Box(np.full(3, -1.0), np.full(3, 1.0))
-    return _Search(lower(net), net, OnnxRuntimeModel(path), box, region, config, time.monotonic() + 30, None)
+    return Search(lower(net), net, OnnxRuntimeModel(path), box, region, config, time.monotonic() + 30, None)
 
 
-def _lower(search: _Search, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _lower(search: Search, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         b = compute_bounds(search.low, torch.as_tensor(lo), torch.as_tensor(hi))
         return spec_lower(search.low, b, search.c, search.d).lower.numpy()
@@ -50,8 +50,8 @@ def test_sensitivities_are_the_bounds_derivative_in_each_width(tmp_path, seed: i
     lo = rng.uniform(-1.0, 0.2, (k, 3))
     hi = lo + rng.uniform(0.2, 0.8, (k, 3))
     rows = rng.integers(0, 2, k)
-    chunk = _Chunk(lo, hi, np.ones((k, 1), bool), np.zeros(k, np.int64), None)
-    sens = search._sensitivities(chunk, rows)
+    chunk = Chunk(lo, hi, np.ones((k, 1), bool), np.zeros(k, np.int64), None)
+    sens = search.brancher.sensitivities(chunk, rows)
     base = _lower(search, lo, hi)[np.arange(k), rows]
     h = 1e-7
     agree = np.zeros((k, 3), bool)
@@ -67,11 +67,11 @@ def test_children_reuse_the_parents_sensitivities_between_fresh_ones(tmp_path) -
     search = _search(tmp_path, 1, replace(BabConfig(), gradient_every=3))
     lo, hi = np.full((2, 3), -0.5), np.full((2, 3), 0.5)
     stored = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 0.0]])
-    chunk = _Chunk(lo, hi, np.ones((2, 1), bool), np.array([4, 4]), None, sens=stored)
-    sens = search._sensitivities(chunk, np.zeros(2, np.int64))
+    chunk = Chunk(lo, hi, np.ones((2, 1), bool), np.array([4, 4]), None, sens=stored)
+    sens = search.brancher.sensitivities(chunk, np.zeros(2, np.int64))
     assert np.array_equal(sens[0], stored[0])                       # depth 4: not a fresh depth, reused
     assert not np.isnan(sens[1]).any()                              # no parent's (NaN): computed
-    fresh = search._sensitivities(replace(chunk, depth=np.array([3, 3])), np.zeros(2, np.int64))
+    fresh = search.brancher.sensitivities(replace(chunk, depth=np.array([3, 3])), np.zeros(2, np.int64))
     assert not np.array_equal(fresh[0], stored[0])                  # depth 3: computed afresh
     assert np.allclose(fresh[1], sens[1])
 
@@ -79,14 +79,14 @@ def test_children_reuse_the_parents_sensitivities_between_fresh_ones(tmp_path) -
 def test_a_split_halves_the_dimension_with_the_largest_gain(tmp_path) -> None:
     search = _search(tmp_path, 2)
     lo, hi = np.array([[-1.0, -1.0, -1.0]]), np.array([[1.0, 0.5, 0.0]])
-    chunk = _Chunk(lo, hi, np.ones((1, 1), bool), np.zeros(1, np.int64), None)
+    chunk = Chunk(lo, hi, np.ones((1, 1), bool), np.zeros(1, np.int64), None)
     with torch.no_grad():
         b = compute_bounds(search.low, torch.as_tensor(lo), torch.as_tensor(hi))
         sb = spec_lower(search.low, b, search.c, search.d)
     row = np.array([int(sb.lower.numpy()[0].argmax())])
-    gains = search._sensitivities(chunk, row) * (hi - lo)
+    gains = search.brancher.sensitivities(chunk, row) * (hi - lo)
     assert gains.max() > 0
-    children = search._split(chunk, sb, b, np.array([0]), row, sb.lower.numpy()[0, row])
+    children = search.brancher.split(chunk, sb, b, np.array([0]), row, 0)
     dim = int(gains[0].argmax())
     assert np.allclose(children.hi[0, dim], (lo[0, dim] + hi[0, dim]) / 2)
     assert np.allclose(children.lo[1, dim], (lo[0, dim] + hi[0, dim]) / 2)

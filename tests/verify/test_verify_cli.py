@@ -67,3 +67,19 @@ def test_an_implausible_process_age_does_not_eat_the_budget() -> None:
     assert plausible_age(MAX_PLAUSIBLE_AGE_S + 5) == 0.0
     assert plausible_age(-3.0) == 0.0
     assert 0.0 <= _process_age() <= MAX_PLAUSIBLE_AGE_S
+
+
+def test_the_deadline_counts_from_the_process_start_in_the_context_object(tmp_path) -> None:
+    """``main`` puts the process start into ``ctx.obj``; time before it counts against --timeout."""
+    import time
+
+    from nnaudit.cli import CliContext
+
+    moons = Path(__file__).resolve().parents[2] / "networks" / "zoo" / "moons-ffn.onnx"
+    prop = Path(__file__).resolve().parents[2] / "examples" / "ci" / "properties" / "moons_sample0.vnnlib"
+    out = tmp_path / "v.json"
+    args = ["verify", str(moons), str(prop), "--timeout", "30", "--workers", "1", "--output", str(out)]
+    CliRunner().invoke(cli, args, obj=CliContext(process_start=time.monotonic() - 25.0))
+    assert 0.1 <= json.loads(out.read_text())["settings"]["timeout_s"] <= 5.0  # 25 s of the 30 already spent
+    CliRunner().invoke(cli, args)  # in-process without a start: the deadline counts from the command
+    assert json.loads(out.read_text())["settings"]["timeout_s"] > 25.0

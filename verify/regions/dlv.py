@@ -311,7 +311,7 @@ def _solve_layer(search: _Search, layer: int, dims: np.ndarray, target: np.ndarr
     """Values of ``dims[layer-1]`` mapping to ``target`` on ``dims`` of ``layer`` (Z3)."""
     import z3
 
-    from nnaudit.verify.smt import real, solve
+    from nnaudit.verify.smt import SmtStatus, real, solve
 
     node = search.ctx.lowered.nodes[layer - 1]
     prev = search.dims[layer - 1]
@@ -342,7 +342,7 @@ def _solve_layer(search: _Search, layer: int, dims: np.ndarray, target: np.ndarr
             cons.append(z3.Or([pre(i) == real(a) for i in win]))
     res = solve(cons, timeout_s=timeout_s, values_of=xs, logic="QF_LRA")
     search.stats["z3_calls"] += 1
-    return res.values if res.status == "sat" else None
+    return res.values if res.status is SmtStatus.SAT else None
 
 
 def _run(search: _Search, x: np.ndarray) -> tuple[RegionCounterexample | None, bool, int]:

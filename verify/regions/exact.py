@@ -257,7 +257,7 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
     import z3
 
     from nnaudit.verify.encode import encode_network
-    from nnaudit.verify.smt import real, solve
+    from nnaudit.verify.smt import SmtStatus, real, solve
 
     xs = [z3.Real(f"x{j}") for j in range(len(fam.pixels))]
     x_vars = [real(v) for v in fam.x0]
@@ -280,19 +280,19 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
     hull = solve(net_cons + box + [cons[-1]], timeout_s=(deadline - time.perf_counter()) / 2, logic="QF_LRA")
     calls, z3_time = 1, hull.time_s
     stats.update(z3_calls=calls, z3_time_s=z3_time)
-    if hull.status == "unsat":
+    if hull.status is SmtStatus.UNSAT:
         return Outcome(RegionVerdict.SAFE, "smt", "z3: no point of the continuous hull changes the class")
     for blocked in range(config.smt_retries + 1):
         res = solve(cons, timeout_s=deadline - time.perf_counter(), values_of=xs)   # integers and reals
         calls, z3_time = calls + 1, z3_time + res.time_s
         stats.update(z3_calls=calls, z3_time_s=z3_time)
-        if res.status == "unsat" and blocked:
+        if res.status is SmtStatus.UNSAT and blocked:
             return Outcome(RegionVerdict.UNKNOWN, "smt",
                            f"z3: {blocked} member(s) have margin <= {SMT_TOL:g} in exact arithmetic but keep the "
                            "class in onnxruntime (near-ties); all other members keep the class")
-        if res.status == "unsat":
+        if res.status is SmtStatus.UNSAT:
             return Outcome(RegionVerdict.SAFE, "smt", f"z3: no member changes the class ({calls} call(s))")
-        if res.status == "unknown":
+        if res.status is SmtStatus.UNKNOWN:
             return Outcome(None, "smt", f"z3: unknown after {z3_time:.1f}s ({res.reason or 'timeout'})")
         found = _nearest_indices(fam, res.values)
         cex = ctx.confirm(fam.from_indices(found[None]))

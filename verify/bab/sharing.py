@@ -1,26 +1,20 @@
 """Branch and bound on several processes that share their sub-domains.
 
-One search loop keeps one core busy: its batches are too small for torch's
-threads to pay (two threads bounded fewer sub-domains than one on mnist_fc
-256x4).  This holds for ReLU splitting (wide inputs such as MNIST; 256x4 prop 11
-eps .05: 17.9 s -> 16.5 s on two processes) and for input splitting (ACAS Xu 4_2
-prop 2, the same 122 993 sub-domains: 151.6 s -> 82.4 s).  With ``workers >= 2``
-(``--workers``, default all cores) the search starts here, and after ``share_after``
-seconds (with a sub-domain queued for every worker; a shorter search ends here without paying for
-processes that would mostly wait: mnist_fc 256x4 prop 8 eps 0.03, 985 sub-domains, took 3.4 s alone and
-3.9 s shared from the start) the queue is dealt out to ``workers`` forked
-processes, each running the same search on its share (one torch thread each).
-A member whose queue runs dry waits at the :class:`Share`; a member with more
-than two batches queued gives the older half of them to it while anyone waits
-(the oldest sub-domains are the shallowest, so the largest pieces of work move).
+One search loop keeps one core busy: its batches are too small for torch's threads to pay.
+With ``workers >= 2`` the search starts here, and after ``share_after`` seconds (with a
+sub-domain queued for every worker; a shorter search ends here without paying for processes
+that would mostly wait) the queue is dealt out to ``workers`` forked processes, each running
+the same search on its share (one torch thread each).  A member whose queue runs dry waits at
+the :class:`Share`; a member with more than two batches queued gives the older half of them to
+it while anyone waits (the oldest sub-domains are the shallowest, so the largest pieces of work
+move).  Measurements: ``docs/verifier.md``.
 
-Soundness: every sub-domain is in exactly one place at a time -- a member's queue,
-a batch being bounded, or in transit through the share, and a chunk in transit is
-counted (under the share's lock) from before it is put until after the member
-that takes it is busy again.  So "no member busy and nothing in transit" is read
-only when every sub-domain was closed, and only then do members answer "holds";
-a member that stops for any other reason (a counterexample, the deadline, the
-queue cap, an error) never marks itself idle, and the parent stops the others.
+Soundness: every sub-domain is in exactly one place at a time -- a member's queue, a batch
+being bounded, or in transit through the share, and a chunk in transit is counted (under the
+share's lock) from before it is put until after the member that takes it is busy again.  So
+"no member busy and nothing in transit" is read only when every sub-domain was closed, and only
+then do members answer HOLDS; a member that stops for any other reason (a counterexample, the
+deadline, the queue cap, an error) never marks itself idle, and the parent stops the others.
 """
 
 from __future__ import annotations
@@ -34,8 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.verify.bab import BabConfig, BabOutcome, _Chunk, _Search, receive
 from nnaudit.networks.lower import Lowered
+from nnaudit.verify.bab.config import BabConfig
+from nnaudit.verify.bab.outcome import BabOutcome
+from nnaudit.verify.bab.queue import Chunk
+from nnaudit.verify.bab.search import Search, Waited
+from nnaudit.verify.results import Verdict
 from nnaudit.verify.spec import Box, Region
 
 #: seconds an idle member waits for a chunk before looking at the clock and the others again
@@ -59,25 +57,21 @@ class Share:
         the members started)."""
         return lambda _done, _left: report(before + sum(self.done), sum(self.left))
 
-    def offer(self, search: _Search, i: int) -> None:
+    def offer(self, search: Search, i: int) -> None:
         """After a batch of member ``i``: its counts, and the older half of its queue when a member
         waits and it has more than two batches queued."""
-        self.done[i], self.left[i] = search.out.subdomains, search.pending
-        if self.busy.value >= self.members or search.pending < 2 * search.batch_size:
+        self.done[i], self.left[i] = search.out.subdomains, search.queue.pending
+        if self.busy.value >= self.members or search.queue.pending < 2 * search.batch_size:
             return
-        goal, given, count = search.pending // 2, [], 0
-        while search.queue and count < goal:
-            given.append(search.queue.pop(0))
-            count += len(given[-1])
-        search.pending -= count
-        self.left[i] = search.pending
+        given = search.queue.pop_oldest(search.queue.pending // 2)
+        self.left[i] = search.queue.pending
         with self.lock:
             self.transit.value += 1
-        self.chunks.put(_Chunk.join(given))
+        self.chunks.put(given)
 
-    def wait(self, search: _Search, i: int) -> str:
-        """Member ``i``'s ``search`` ran dry: wait for a chunk (pushed onto its queue: "work"), for
-        every member to run dry ("done"), or for the deadline ("timeout")."""
+    def wait(self, search: Search, i: int) -> Waited:
+        """Member ``i``'s ``search`` ran dry: wait for a chunk (pushed onto its queue), for every
+        member to run dry, or for the deadline."""
         self.left[i] = 0
         with self.lock:
             self.busy.value -= 1
@@ -90,16 +84,16 @@ class Share:
                 with self.lock:
                     self.transit.value -= 1
                     self.busy.value += 1
-                search._push(chunk)
-                return "work"
+                search.queue.push(chunk)
+                return Waited.WORK
             with self.lock:
                 if self.busy.value == 0 and self.transit.value == 0:
-                    return "done"
+                    return Waited.DONE
             if time.monotonic() > search.deadline:
-                return "timeout"
+                return Waited.TIMEOUT
 
 
-def applies(low: Lowered, config: BabConfig) -> bool:
+def applies(config: BabConfig) -> bool:
     """A shared search: ``config.share``, at least two workers, and not already inside a worker
     process."""
     return config.share and config.workers >= 2 and not mp.current_process().daemon
@@ -109,13 +103,12 @@ def run_shared(low: Lowered, network: Any, ort: Any, box: Box, region: Region, c
                deadline: float, progress: Any) -> BabOutcome:
     """Search here until every worker can have a sub-domain, then on ``config.workers`` processes."""
     members = config.workers
-    search = _Search(low, network, ort, box, region, replace(config, workers=1), deadline, progress)
+    search = Search(low, network, ort, box, region, replace(config, workers=1), deadline, progress)
     out = search.run(until_pending=members, until_after=config.share_after)
     if out is not None:
         return out
-    everything = _Chunk.join(search.queue)
+    everything = search.queue.pop_all()
     parts = [everything.take(np.arange(i, len(everything), members)) for i in range(members)]
-    before = search.out
     ctx = mp.get_context("fork")
     share = Share(ctx, members)
     procs, conns = [], []
@@ -133,60 +126,61 @@ def run_shared(low: Lowered, network: Any, ort: Any, box: Box, region: Region, c
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=1.0)
-    return _merged(before, outcomes)
+    return _merged(search.out, outcomes)
 
 
-def _member(conn: Any, search: _Search, part: _Chunk, i: int, share: Share) -> None:
+def _member(conn: Any, search: Search, part: Chunk, i: int, share: Share) -> None:
     """Member ``i`` of a shared search, in a forked process: its part of the queue, then what the
     share brings; sends its :class:`BabOutcome` (its own sub-domains and Z3 calls only)."""
     from nnaudit.networks.runtime import OnnxRuntimeModel
 
     try:
         torch.set_num_threads(1)
-        search.ort = OnnxRuntimeModel(search.network.source)  # a forked onnxruntime session may hang
-        n = share.members
-        # one member runs the falsification rounds: the same share of its time, not of every core's
-        search.cfg = replace(search.cfg, seed=search.cfg.seed + i, warm_bytes=search.cfg.warm_bytes // n,
-                             refalsify_share=search.cfg.refalsify_share if i == 0 else 0.0)
-        search.queue_cap = max(1, search.queue_cap // n)  # the memory cap holds for all members together
-        report, search.progress = search.progress, None
-        if report is not None and i == 0:
-            search.progress = share.progress(report, search.out.subdomains)
-        search.queue, search.pending = ([part] if len(part) else []), len(part)
-        search.out = BabOutcome("unknown")
-        out = search.loop(share=share, member=i)
+        ort = OnnxRuntimeModel(search.network.source)  # a forked onnxruntime session may hang
+        progress = None
+        if search.progress is not None and i == 0:
+            progress = share.progress(search.progress, search.out.subdomains)
+        out = search.member(part, i, share.members, ort, progress).loop(share=share, member=i)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as an undecided outcome
-        out = BabOutcome("unknown", message=f"shared search member failed: {type(exc).__name__}: {exc}")
+        out = BabOutcome(Verdict.UNKNOWN, message=f"shared search member failed: {type(exc).__name__}: {exc}")
     conn.send(out)
     conn.close()
 
 
+def _receive(conn: Any) -> BabOutcome:
+    """The :class:`BabOutcome` a member sent on ``conn``; unknown when it died without one."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return BabOutcome(Verdict.UNKNOWN, message="a shared search member died without an answer")
+
+
 def _collect(conns: list[Any], deadline: float) -> list[BabOutcome]:
-    """The members' outcomes: all of them, or up to the first that is not "holds" (a
+    """The members' outcomes: all of them, or up to the first that is not HOLDS (a
     counterexample, or a member that stopped without closing its sub-domains, after
-    which the others cannot answer "holds")."""
+    which the others cannot answer HOLDS)."""
     from multiprocessing.connection import wait
 
     outcomes, waiting = [], list(conns)
     while waiting:
         ready = wait(waiting, timeout=max(0.0, deadline + 1.0 - time.monotonic()))
         if not ready:
-            outcomes.append(BabOutcome("timeout", message="deadline reached"))
+            outcomes.append(BabOutcome(Verdict.TIMEOUT, message="deadline reached"))
             return outcomes
         for conn in ready:
             waiting.remove(conn)
-            out = receive(conn, "shared search")
+            out = _receive(conn)
             outcomes.append(out)
-            if out.status != "holds":
+            if out.status is not Verdict.HOLDS:
                 return outcomes
     return outcomes
 
 
 def _merged(before: BabOutcome, outcomes: list[BabOutcome]) -> BabOutcome:
-    """One outcome for the whole search: the first that is not "holds", else "holds" (every member
+    """One outcome for the whole search: the first that is not HOLDS, else HOLDS (every member
     answered it); counts summed over the start here and the members."""
-    decisive = next((o for o in outcomes if o.status != "holds"), None)
-    out = replace(decisive if decisive is not None else BabOutcome("holds"))
+    decisive = next((o for o in outcomes if o.status is not Verdict.HOLDS), None)
+    out = replace(decisive if decisive is not None else BabOutcome(Verdict.HOLDS))
     out.progress = before.progress + out.progress
     out.subdomains = before.subdomains + sum(o.subdomains for o in outcomes)
     out.z3_calls = before.z3_calls + sum(o.z3_calls for o in outcomes)

@@ -1,0 +1,233 @@
+"""The keys of a checks file: which kinds accept each key, and how its value is read.
+
+:data:`KEYS` maps a key of a ``[[check]]`` or ``[defaults]`` table to the
+kinds that accept it, the check field it sets and its converter.  A
+converter returns the field value or raises :class:`Bad` ("expected ...,
+got ..."); it may resolve paths relative to the checks file's folder (zoo
+models and bundled data sets are kept as names).  :data:`REQUIRED` lists the
+keys each kind must have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nnaudit.errors import ConfigError
+
+
+class Bad(Exception):
+    """A value of the wrong type or range; the message says what was expected."""
+
+
+def show(value: Any) -> str:
+    """``repr(value)``, shortened to 40 characters for messages."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _string(v: Any, base: Path) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise Bad(f"expected a non-empty string, got {show(v)}")
+    return v
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise Bad(f"expected a finite number, got {show(v)}")
+    return float(v)
+
+
+def _positive(v: Any, base: Path) -> float:
+    x = _number(v)
+    if x <= 0:
+        raise Bad(f"expected a number > 0, got {show(v)}")
+    return x
+
+
+def _fraction(v: Any, base: Path) -> float:
+    x = _number(v)
+    if not 0.0 <= x <= 1.0:
+        raise Bad(f"expected a number in [0, 1], got {show(v)}")
+    return x
+
+
+def _integer(low: int) -> Callable[[Any, Path], int]:
+    def convert(v: Any, base: Path) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise Bad(f"expected an integer >= {low}, got {show(v)}")
+        return v
+
+    return convert
+
+
+def _boolean(v: Any, base: Path) -> bool:
+    if not isinstance(v, bool):
+        raise Bad(f"expected true or false, got {show(v)}")
+    return v
+
+
+def _eps(v: Any, base: Path) -> tuple[float, ...]:
+    values = v if isinstance(v, list) else [v]
+    if not values:
+        raise Bad("expected a number or a non-empty list of numbers, got []")
+    out = tuple(_number(x) for x in values)
+    if any(x < 0 for x in out):
+        raise Bad(f"expected numbers >= 0, got {show(v)}")
+    return out
+
+
+def _pair(kind: Callable[[Any], Any], what: str) -> Callable[[Any, Path], tuple[Any, Any]]:
+    def convert(v: Any, base: Path) -> tuple[Any, Any]:
+        if not isinstance(v, list) or len(v) != 2:
+            raise Bad(f"expected a list of two {what}, got {show(v)}")
+        return kind(v[0]), kind(v[1])
+
+    return convert
+
+
+def _grid_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise Bad(f"expected integers >= 1, got {show(v)}")
+    return v
+
+
+def _bounds(v: Any, base: Path) -> tuple[float, float]:
+    lo, hi = _pair(_number, "numbers")(v, base)
+    if not lo < hi:
+        raise Bad(f"expected [low, high] with low < high, got {show(v)}")
+    return lo, hi
+
+
+def _strings(v: Any, base: Path) -> tuple[str, ...]:
+    values = v if isinstance(v, list) else [v]
+    if not values or not all(isinstance(x, str) and x.strip() for x in values):
+        raise Bad(f"expected a string or a non-empty list of strings, got {show(v)}")
+    return tuple(values)
+
+
+def _norm(v: Any, base: Path) -> str:
+    from nnaudit.attacks.threat import Norm
+
+    try:
+        return Norm.parse(_string(v, base)).value
+    except ConfigError:
+        raise Bad(f"expected one of linf, l2, l0, got {show(v)}") from None
+
+
+def _attacks(v: Any, base: Path) -> tuple[str, ...]:
+    from nnaudit.attacks.api import ATTACKS, canonical
+
+    names = _strings(v, base)
+    try:
+        return tuple(dict.fromkeys(canonical(n) for n in names))
+    except ConfigError:
+        raise Bad(f"expected attack names from {', '.join(ATTACKS)}, got {show(v)}") from None
+
+
+def _options(v: Any, base: Path) -> dict[str, dict[str, Any]]:
+    from nnaudit.attacks.api import ATTACKS, canonical
+
+    if not isinstance(v, dict) or not all(isinstance(o, dict) for o in v.values()):
+        raise Bad(f"expected a table of per-attack tables, e.g. {{ pgd = {{ steps = 20 }} }}, got {show(v)}")
+    try:
+        return {canonical(k): dict(o) for k, o in v.items()}
+    except ConfigError:
+        raise Bad(f"expected attack names from {', '.join(ATTACKS)} as keys, got {show(list(v))}") from None
+
+
+def _budget_norm(v: Any, base: Path) -> str:
+    if v not in ("l0", "l1"):
+        raise Bad(f"expected \"l0\" or \"l1\", got {show(v)}")
+    return v
+
+
+def _method(v: Any, base: Path) -> str:
+    if v not in ("exact", "dlv", "both"):
+        raise Bad(f"expected \"exact\", \"dlv\" or \"both\", got {show(v)}")
+    return v
+
+
+def _expect(v: Any, base: Path) -> str:
+    if v not in ("holds", "violated"):
+        raise Bad(f"expected \"holds\" or \"violated\", got {show(v)}")
+    return v
+
+
+def _model(v: Any, base: Path) -> Path:
+    from nnaudit.errors import ModelLoadError
+    from nnaudit.networks import zoo
+
+    name = _string(v, base)
+    if name in zoo.names():
+        try:
+            return zoo.path(name)
+        except ModelLoadError as exc:
+            raise Bad(str(exc)) from None
+    path = (base / name).resolve()
+    if not path.is_file():
+        raise Bad(f"model file {path} not found (expected a path relative to the checks file "
+                   f"or a zoo name: {', '.join(zoo.names())})")
+    return path
+
+
+def _data(v: Any, base: Path) -> str:
+    from nnaudit.networks.datasets import BUNDLED
+
+    name = _string(v, base)
+    if name in BUNDLED:
+        return name
+    path = (base / name).resolve()
+    if not path.is_file():
+        raise Bad(f"data file {path} not found (expected an .npz relative to the checks file "
+                   f"or a bundled name: {', '.join(BUNDLED)})")
+    return str(path)
+
+
+def _properties(v: Any, base: Path) -> tuple[Path, ...]:
+    out = []
+    for name in _strings(v, base):
+        path = (base / name).resolve()
+        if not path.is_file():
+            raise Bad(f"property file {path} not found (expected a .vnnlib path relative to the checks file)")
+        out.append(path)
+    return tuple(out)
+
+
+_ALL = ("attack", "regions", "verify")
+_IMAGES = ("attack", "regions")
+#: key in the file -> (kinds accepting it, field name, converter)
+KEYS: dict[str, tuple[tuple[str, ...], str, Callable[[Any, Path], Any]]] = {
+    "model": (_ALL, "model", _model),
+    "device": (_ALL, "device", _string),
+    "seed": (_ALL, "seed", _integer(0)),
+    "unknown_is_failure": (_ALL, "unknown_is_failure", _boolean),
+    "data": (_IMAGES, "data", _data),
+    "limit": (_IMAGES, "limit", _integer(1)),
+    "eps": (("attack",), "eps", _eps),
+    "norm": (("attack",), "norm", _norm),
+    "attacks": (("attack",), "attacks", _attacks),
+    "bounds": (("attack",), "bounds", _bounds),
+    "options": (("attack",), "options", _options),
+    "min_robust_accuracy": (("attack",), "min_robust_accuracy", _fraction),
+    "min_clean_accuracy": (("attack",), "min_clean_accuracy", _fraction),
+    "grid": (("regions",), "grid", _pair(_grid_int, "integers >= 1")),
+    "patch": (("regions",), "patch", _integer(1)),
+    "step": (("regions",), "step", _positive),
+    "steps": (("regions",), "steps", _integer(1)),
+    "budget": (("regions",), "budget", _positive),
+    "budget_norm": (("regions",), "budget_norm", _budget_norm),
+    "method": (("regions",), "method", _method),
+    "timeout": (("regions", "verify"), "timeout", _positive),
+    "max_unsafe_regions": (("regions",), "max_unsafe_regions", _integer(0)),
+    "property": (("verify",), "properties", _properties),
+    "expect": (("verify",), "expect", _expect),
+}
+REQUIRED = {
+    "attack": ("model", "data", "eps"),
+    "regions": ("model", "data", "max_unsafe_regions"),
+    "verify": ("model", "property"),
+}
+DEFAULTABLE = tuple(k for k in KEYS if k not in ("model", "property"))

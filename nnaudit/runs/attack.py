@@ -1,0 +1,73 @@
+"""``run_attack``: robust accuracy under adversarial attacks, and its ``attack`` document.
+
+The attacks run in :func:`nnaudit.attacks.evaluation.evaluate`, one cell
+(attack, eps) at a time; the document's body is refreshed and written after
+every cell when the record has a JSON path.  Resuming keeps the cells
+already in the file (it must also be of the same number of samples) and
+runs only the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnaudit.runs.record import Record, finish, open_document, save
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nnaudit.attacks.evaluation import Evaluation
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """What to attack with: attacks, radii, threat model and how to run them."""
+
+    attacks: tuple[str, ...] = ("pgd",)                 # registry names (nnaudit.attacks.ATTACKS)
+    eps: tuple[float, ...] = (0.1,)                     # radii (for l0: numbers of changed values)
+    norm: str = "linf"                                  # linf, l2 or l0
+    bounds: tuple[float, float] = (0.0, 1.0)            # valid input range
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-attack overrides, e.g. {"pgd": {"steps": 100}}
+    seed: int = 0                                       # random starts
+    device: str = "cpu"                                 # cpu, cuda, cuda:N or auto
+    batch_size: int = 256                               # samples attacked together
+    threads: int | None = None                          # torch CPU threads (None: torch's choice)
+    examples: int = 4                                   # adversarial examples per eps kept in the gallery
+
+    def settings(self, count: int) -> dict[str, Any]:
+        """The ``settings`` recorded for this run on ``count`` samples (attack names as the registry spells them)."""
+        from nnaudit.attacks.api import canonical
+        from nnaudit.attacks.threat import Norm
+
+        return {"attacks": list(dict.fromkeys(canonical(a) for a in self.attacks)),
+                "eps": list(dict.fromkeys(float(e) for e in self.eps)), "norm": Norm.parse(self.norm).value,
+                "range": list(self.bounds), "options": self.options or {}, "num_samples": int(count)}
+
+
+def run_attack(network: Any, x: np.ndarray, y: np.ndarray, config: AttackRun = AttackRun(), record: Record = Record(),
+               *, progress: Callable[[str, float, int, int], None] | None = None) -> tuple[Evaluation, dict[str, Any]]:
+    """Run every attack at every eps on ``x`` ``(N, *input_shape)``, labels ``y`` ``(N,)``.
+
+    Settings default to :meth:`AttackRun.settings`, seeds to
+    ``{"attack": seed}``, the recorded device to the one attacked on;
+    ``progress(attack, eps, samples_done, samples_total)`` after each batch.
+    Returns the :class:`~nnaudit.attacks.evaluation.Evaluation` and the document.
+    """
+    from nnaudit.attacks.evaluation import cells_from_dict, evaluate
+
+    record = record.filled(settings=config.settings(len(y)), seeds={"attack": config.seed}, device=config.device)
+    doc, saved = open_document("attack", network, record, body={}, match={"num_samples": len(y)})
+
+    def cell_done(ev: Evaluation) -> None:
+        doc.update(ev.to_dict(examples=config.examples))
+        save(doc, record)
+
+    ev = evaluate(network, x, y, attacks=list(config.attacks), eps=list(config.eps), norm=config.norm,
+                  bounds=config.bounds, device=config.device, seed=config.seed, batch_size=config.batch_size,
+                  threads=config.threads, options=config.options or None,
+                  done=None if saved is None else cells_from_dict(saved, len(y)),
+                  on_cell=cell_done if record.json_path is not None else None, on_batch=progress)
+    doc.update(ev.to_dict(examples=config.examples))
+    return ev, finish(doc, record)

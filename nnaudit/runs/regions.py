@@ -1,0 +1,152 @@
+"""``run_regions``: region safety of many images, and their ``regions`` document.
+
+The images are checked by :func:`nnaudit.verify.regions.run.check_images`;
+this module records them: the document gets one entry per image, filled
+region by region, and is written after every image and every
+``plan.flush_every`` region results, and on Ctrl-C, when the record has a
+JSON path.  Resuming keeps the region results already in the file (also of
+an image left half done) and checks only the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnaudit.runs.record import Record, finish, open_document, save
+from nnaudit.verify.regions.api import RegionConfig, method_list, resolve_regions
+from nnaudit.verify.regions.result import ImageResult, RegionResult
+from nnaudit.verify.regions.run import RunListener, RunPlan, check_images, image_shape
+from nnaudit.verify.regions.spec import ImageLayout, Manipulation
+
+
+@dataclass(frozen=True)
+class RegionsRun:
+    """A region run given by keywords, as the checks file and the pytest fixture give it."""
+
+    grid: tuple[int, int] | None = (4, 4)    # region grid (rows, cols); None and no patch: the whole image
+    patch: int | None = None                 # square patches of this side instead of a grid
+    step: float = 0.1                        # manipulation step per pixel ...
+    steps: int = 1                           # ... and steps each way
+    budget: float | None = None              # budget over the region (None: none)
+    budget_norm: str = "l0"                  # l0: values changed; l1: summed change
+    clip: tuple[float, float] = (0.0, 1.0)   # valid input range
+    method: str = "exact"                    # exact, dlv or both
+    timeout: float = 10.0                    # seconds per region and method
+    seed: int = 0                            # recorded as the run's seed
+
+    @property
+    def spec(self) -> str:
+        """The regions as :func:`~nnaudit.verify.regions.api.resolve_regions` reads them."""
+        if self.patch is not None:
+            return f"patch:{self.patch}"
+        return f"{self.grid[0]}x{self.grid[1]}" if self.grid else "whole"
+
+    def manipulation(self) -> Manipulation:
+        return Manipulation(step=self.step, steps=self.steps, clip=self.clip,
+                            budget_norm=None if self.budget is None else self.budget_norm, budget=self.budget)
+
+    def plan(self, network: Any, count: int) -> RunPlan:
+        """The plan over the first ``count`` images."""
+        regions = resolve_regions(ImageLayout.from_input_shape(network.input_shape), self.spec)
+        grid = tuple(self.grid) if self.grid and self.patch is None else None
+        return RunPlan(tuple(range(count)), tuple(regions), self.manipulation(), self.method, grid, self.patch,
+                       RegionConfig(timeout_per_region=self.timeout))
+
+    def settings(self, count: int) -> dict[str, Any]:
+        """The ``settings`` recorded for this run over ``count`` images."""
+        return {"regions": self.spec, "manipulation": self.manipulation().to_dict(), "method": self.method,
+                "timeout_per_region": self.timeout, "num_images": int(count)}
+
+
+def regions_settings(plan: RunPlan, data: str | None) -> dict[str, Any]:
+    """The ``settings`` recorded for ``plan`` on the data named ``data`` (what ``nnaudit regions`` records)."""
+    return {"data": data, "indices": list(plan.indices), "grid": None if plan.grid is None else list(plan.grid),
+            "patch": plan.patch, "method": plan.method, "manipulation": plan.manipulation.to_dict(),
+            **plan.config.to_dict()}
+
+
+def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | RegionsRun, record: Record = Record(), *,
+                progress: Callable[[int], None] | None = None) -> tuple[list[ImageResult], dict[str, Any]]:
+    """Check every planned region of the images ``x`` ``(N, *input_shape)``, labels ``y`` ``(N,)``.
+
+    ``plan``: a :class:`~nnaudit.verify.regions.run.RunPlan` (settings default
+    to :func:`regions_settings` with ``record.data``) or a :class:`RegionsRun`
+    over all of ``x``.  ``progress(n)`` is called with the number of region
+    results just added (including ones kept from a resumed file).  On
+    KeyboardInterrupt the document is written with ``complete: false`` and
+    the interrupt re-raised.  Returns the image results and the document.
+    """
+    if isinstance(plan, RegionsRun):
+        record = record.filled(settings=plan.settings(len(x)), seeds={"regions": plan.seed})
+        plan = plan.plan(network, len(x))
+    else:
+        record = record.filled(settings=regions_settings(plan, record.data), seeds={"attack": plan.config.exact.seed})
+    body = {"manipulation": plan.manipulation.to_dict(), "grid": None if plan.grid is None else list(plan.grid),
+            "patch": plan.patch, "methods": method_list(plan.method), "images": []}
+    doc, saved = open_document("regions", network, record, body=body)
+    recorder = _Recorder(doc, record, plan, _Blank(network, x, y), progress,
+                         previous={int(im["index"]): im for im in (saved or {}).get("images", [])})
+    try:
+        images = check_images(network, x, y, plan, done=recorder.done(), listener=recorder)
+    except KeyboardInterrupt:
+        save(doc, record)
+        raise
+    return images, finish(doc, record)
+
+
+@dataclass(frozen=True)
+class _Blank:
+    """The document entry of an image before its first region result."""
+
+    network: Any
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        return {"index": index, "label": int(self.y[index]), "predicted": None, "shape": image_shape(self.network),
+                "x": np.asarray(self.x[index], dtype=np.float64).reshape(-1), "regions": []}
+
+
+@dataclass
+class _Recorder(RunListener):
+    """Keeps the document in step with the run."""
+
+    doc: dict[str, Any]
+    record: Record
+    plan: RunPlan
+    blank: Callable[[int], dict[str, Any]]
+    progress: Callable[[int], None] | None
+    previous: dict[int, dict[str, Any]] = field(default_factory=dict)  # index -> saved entry (resume)
+    pending: int = 0                                                   # results not yet written
+
+    def done(self) -> dict[int, dict[tuple[int, str], RegionResult]]:
+        return {index: {(r["id"], r["method"]): RegionResult.from_dict(r) for r in im["regions"]}
+                for index, im in self.previous.items()}
+
+    def _advance(self, n: int) -> None:
+        if self.progress is not None and n:
+            self.progress(n)
+
+    def image_started(self, index: int) -> None:
+        entry = self.previous.get(index)
+        self._advance(len(entry["regions"]) if entry else 0)
+        self.doc["images"].append(entry or self.blank(index))
+
+    def region_checked(self, result: RegionResult) -> None:
+        self.doc["images"][-1]["regions"].append(result.to_dict())
+        self.pending += 1
+        self._advance(1)
+        if self.pending >= self.plan.flush_every:
+            self.pending = 0
+            save(self.doc, self.record)
+
+    def image_checked(self, image: ImageResult) -> None:
+        kept = len(self.previous.get(image.index, {}).get("regions", []))
+        self.doc["images"][-1] = image.to_dict()
+        if image.skipped:
+            self._advance(len(self.plan.regions) * len(method_list(self.plan.method)) - kept)
+        save(self.doc, self.record)
