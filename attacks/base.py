@@ -266,12 +266,15 @@ def logits_and_vjp(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 
 def onnx_reference(net: Network) -> Any:
-    """onnxruntime session on the network's original ONNX file."""
+    """onnxruntime session on the network's original ONNX file (with its normalisation, if any, prepended)."""
     if net.source is None:
         raise ModelLoadError("attacks confirm successes on the original ONNX file, but this network has no source file")
     session = net._torch_cache.get("onnx-reference")  # per network object: no path resolution per call
     if session is None:
-        session = net._torch_cache["onnx-reference"] = _session(str(Path(net.source).resolve()), net.sha256)
+        from nnaudit.networks.runtime import reference
+
+        session = net._torch_cache["onnx-reference"] = (
+            reference(net) if net.reference_onnx is not None else _session(str(Path(net.source).resolve()), net.sha256))
     return session
 
 
@@ -294,12 +297,12 @@ def check_inputs(net: Network, x: np.ndarray, y: np.ndarray, target: np.ndarray 
             raise DataError(f"{where}: inputs have sample shape {x.shape[1:]} but {net.source} expects {shape}")
         x = x.reshape((len(x),) + shape)
     x = x.astype(np.float32)
-    _check_values(x, threat, where)
+    _check_values(x, threat, where, normalised=net.normalisation is not None)
     y, targets = _labels_and_targets(net, len(x), y, target, where)
     return x, y, targets
 
 
-def _check_values(x: np.ndarray, threat: ThreatModel, where: str) -> None:
+def _check_values(x: np.ndarray, threat: ThreatModel, where: str, *, normalised: bool = False) -> None:
     """DataError naming the first sample of ``x`` with NaN/Inf or values outside the valid range."""
     flat = x.reshape(len(x), -1)
     if flat.size == 0 or (float(flat.min()) >= threat.low and float(flat.max()) <= threat.high):
@@ -312,7 +315,9 @@ def _check_values(x: np.ndarray, threat: ThreatModel, where: str) -> None:
         i = int(np.argmax(out))
         raise DataError(f"{where}: input sample {i} has values in [{flat[i].min():g}, {flat[i].max():g}], outside the valid "
                         f"range [{threat.low:g}, {threat.high:g}] ({int(out.sum())} such samples); set the valid range "
-                        "(bounds= in Python, --low/--high on the command line)")
+                        "(bounds= in Python, --low/--high on the command line)"
+                        + ("; the model normalises its input (--mean/--std), so give pixels, not normalised values"
+                           if normalised else ""))
 
 
 def _labels_and_targets(net: Network, n: int, y: np.ndarray, target: np.ndarray | int | None,

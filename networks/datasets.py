@@ -124,13 +124,19 @@ def load_data(
     arrays, empty data, length mismatch, non-numeric ``x``, NaN/Inf in ``x``,
     non-integer labels, labels outside [0, num_classes), wrong sample size.
     """
+    x, y, source = read_data(spec)
+    return validate_arrays(x, y, tuple(int(d) for d in input_shape), num_classes, source)
+
+
+def read_data(spec: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The arrays ``x`` and ``y`` of a ``--data`` value as stored (not yet checked by
+    :func:`validate_arrays`), and the name of their source for messages."""
     if isinstance(spec, str) and spec in BUNDLED:
         x, y = BUNDLED[spec]()
-        source = f"bundled data set {spec!r}"
-    else:
-        source = os.fspath(spec)
-        x, y = _read_npz(Path(source))
-    return validate_arrays(x, y, tuple(int(d) for d in input_shape), num_classes, source)
+        return x, y, f"bundled data set {spec!r}"
+    source = os.fspath(spec)
+    x, y = _read_npz(Path(source))
+    return x, y, source
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

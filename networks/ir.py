@@ -235,6 +235,11 @@ class Network:
     opset: int = 0
     producer: str = ""
     sha256: str = ""
+    #: ``(x - mean) / std`` in front of the file's model (:mod:`nnaudit.networks.normalise`), or None
+    normalisation: Any = None
+    #: the serialised ONNX model onnxruntime checks this network against when it is not the file at
+    #: ``source`` as it stands (a normalised network: the file with the normalisation prepended)
+    reference_onnx: bytes | None = field(default=None, repr=False)
     _torch_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: the lowered form (:func:`nnaudit.networks.lower.lower`), made on first use; not an
     #: ``__init__`` argument, so ``dataclasses.replace`` gives a changed network its own
@@ -332,13 +337,13 @@ class Network:
         rtol: float = 1e-5,
         seed: int = 0,
     ) -> CheckResult:
-        """Compare the IR with onnxruntime on the original file.
+        """Compare the IR with onnxruntime on the original file (with the normalisation, if any, prepended).
 
         Draws ``samples`` inputs uniformly in ``[low, high]`` (scalars or arrays
         of ``input_shape``).  The error is relative to the largest output
         magnitude (at least 1), so tiny outputs do not inflate it.
         """
-        from nnaudit.networks.runtime import OnnxRuntimeModel
+        from nnaudit.networks.runtime import reference
 
         if self.source is None:
             raise ValueError("network has no source ONNX file to check against")
@@ -347,7 +352,7 @@ class Network:
         hi = np.broadcast_to(np.asarray(high, dtype=np.float64), self.input_shape)
         x = (lo + (hi - lo) * rng.random((samples,) + self.input_shape)).astype(np.float32)
         ours = self.evaluate(x.astype(np.float64)).reshape(samples, -1)
-        theirs = OnnxRuntimeModel(self.source).run(x).astype(np.float64)
+        theirs = reference(self).run(x).astype(np.float64)
         abs_err = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
         scale = max(1.0, float(np.max(np.abs(theirs)))) if theirs.size else 1.0
         agree = float(np.mean(ours.argmax(1) == theirs.argmax(1))) if samples else 1.0

@@ -92,12 +92,16 @@ class NodeView:
         return ModelLoadError(f"{self.where()}: {what}")
 
 
-def load(path: str | os.PathLike[str], *, check: bool = False, check_samples: int = 16) -> Network:
+def load(path: str | os.PathLike[str], *, check: bool = False, check_samples: int = 16,
+         normalisation: Any = None) -> Network:
     """Read an ONNX file into a :class:`Network`.
 
-    With ``check=True`` the IR is compared with onnxruntime on the original
-    file on random inputs in [0, 1] and a :class:`ModelLoadError` is raised if
-    they differ by more than 1e-5 relative.
+    ``normalisation``: a :class:`~nnaudit.networks.normalise.Normalisation`
+    to put in front of the model (the network then takes pixels; see
+    :func:`~nnaudit.networks.normalise.normalised`).  With ``check=True`` the
+    IR is compared with onnxruntime on the original file (with the
+    normalisation prepended) on random inputs in [0, 1] and a
+    :class:`ModelLoadError` is raised if they differ by more than 1e-5 relative.
     """
     import nnaudit.networks.ops  # noqa: F401  (registers the op classes)
     from nnaudit.networks.fold import fold_affine
@@ -108,6 +112,10 @@ def load(path: str | os.PathLike[str], *, check: bool = False, check_samples: in
     net.layers = fold_affine(net)
     net.source = p
     net.sha256 = file_sha256(p)
+    if normalisation is not None:
+        from nnaudit.networks.normalise import apply_normalisation
+
+        net = apply_normalisation(net, normalisation, model)
     if check:
         res = net.check(samples=check_samples)
         if not res.ok:

@@ -172,6 +172,16 @@ def _compose(layer: Any, ins: list[Affine], in_shapes: list[tuple[int, ...]],
     for form, lin in zip(ins, lins):
         bias = bias + form.bias @ lin
         for s, m in form.mats.items():
-            prod = m @ lin
+            d = _diagonal(m)
+            prod = m @ lin if d is None else d[:, None] * lin  # the same numbers, without the n^3 product
             mats[s] = mats[s] + prod if s in mats else prod
     return Affine(mats, bias)
+
+
+def _diagonal(m: np.ndarray) -> np.ndarray | None:
+    """The diagonal of a square diagonal matrix ``m`` (the identity of an input or a node's output, or
+    an element-wise scaling such as an input normalisation), else None."""
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        return None
+    d = np.diagonal(m)
+    return d.copy() if np.count_nonzero(m) == np.count_nonzero(d) else None

@@ -1,7 +1,9 @@
 """onnxruntime on the original file: the reference every result is checked by.
 
 Counterexamples found by the verifiers and attacks are confirmed here, on
-the user's own ONNX file, never on nnaudit's IR or torch conversion.
+the user's own ONNX file (for a normalised network, that file with the
+normalisation prepended: :func:`reference`), never on nnaudit's IR or torch
+conversion.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor
 
 
 class OnnxRuntimeModel:
-    """A single-threaded onnxruntime session over a model file.
+    """A single-threaded onnxruntime session over a model file (or a serialised model, as bytes).
 
     ``run`` takes ``(B, *input_shape)`` (shapes without the batch dimension,
     as in :class:`~nnaudit.networks.ir.Network`) and returns the outputs
@@ -24,15 +26,16 @@ class OnnxRuntimeModel:
     at a time.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str] | bytes, *, threads: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.path = None if isinstance(path, bytes) else Path(path)  # None: a model given as bytes
+        model = path if isinstance(path, bytes) else str(path)
+        self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = _ORT_TYPES.get(inp.type, np.float32)
@@ -57,3 +60,14 @@ class OnnxRuntimeModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Arg-max class per sample, ``(B,)``."""
         return self.run(x).argmax(axis=1)
+
+
+def reference(network: Any, *, threads: int = 1) -> OnnxRuntimeModel:
+    """onnxruntime on what ``network`` (a :class:`~nnaudit.networks.ir.Network`) computes: its ONNX
+    file, or for a normalised network that file with the normalisation prepended (``reference_onnx``)."""
+    from nnaudit.errors import ModelLoadError
+
+    model = getattr(network, "reference_onnx", None) or network.source
+    if model is None:
+        raise ModelLoadError("the network has no ONNX file for onnxruntime to confirm results on")
+    return OnnxRuntimeModel(model, threads=threads)

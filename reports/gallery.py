@@ -39,6 +39,8 @@ class Card:
     outputs: str | None = None   # text of the network's outputs on the counterexample (verify)
     back: str | None = None      # anchor of the safety map / table it came from
     back_text: str = ""
+    box: tuple[int, int, int, int] | None = None  # a region's pixel box, outlined over the pictures ...
+    frame: dict[str, float] | None = None         # ... at these left/top/width/height percentages (set with them)
 
 
 def class_text(cls: int | None, conf: float | None) -> str:
@@ -66,7 +68,9 @@ def with_pictures(card: Card, x: Sequence[float] | None, x_adv: Sequence[float],
     """``card`` with its original/adversarial/difference images (or value text).
 
     ``x`` is the original input (None when unknown, e.g. a verify
-    counterexample), ``x_adv`` the counterexample; both flat with ``shape``."""
+    counterexample), ``x_adv`` the counterexample; both flat with ``shape``.
+    With ``card.box`` (a region), the pictures get ``frame``: the box as percentages
+    of the picture, which the page outlines over it at any display size."""
     adv = as_image(x_adv, shape)
     orig = as_image(x, shape) if x is not None else None
     if adv is None:
@@ -74,10 +78,15 @@ def with_pictures(card: Card, x: Sequence[float] | None, x_adv: Sequence[float],
         return _replace(card, values=text)
     if not pictures:
         return card
+    fields: dict[str, object] = {}
+    if card.box is not None:
+        (h, w), (r0, c0, r1, c1) = adv.shape[:2], card.box
+        fields["frame"] = {"left": 100 * c0 / w, "top": 100 * r0 / h, "width": 100 * (c1 - c0) / w,
+                           "height": 100 * (r1 - r0) / h}
     adv = thumbnail(adv, thumb_side)[0]
     orig = thumbnail(orig, thumb_side)[0] if orig is not None else None
     lo, hi = value_range(*(im for im in (orig, adv) if im is not None))
-    fields = {"adversarial": image_uri(adv, lo, hi)}
+    fields["adversarial"] = image_uri(adv, lo, hi)
     if orig is not None:
         diff_uri, peak = difference_uri(adv - orig)
         fields.update(original=image_uri(orig, lo, hi), difference=diff_uri, peak=peak)

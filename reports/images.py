@@ -26,8 +26,9 @@ from nnaudit.errors import DataError
 
 #: verdict -> RGB colour of the safety map (colour-blind safe: blue / orange-red / grey)
 VERDICT_RGB = {"safe": (0x1b, 0x9e, 0x77), "unsafe": (0xd9, 0x3b, 0x1b), "unknown": (0x9e, 0x9e, 0x9e)}
-MAP_TARGET_PX = 96  # enlarged safety maps are about this wide
+MAP_TARGET_PX = 160  # enlarged safety maps are about this wide (a 32x32 image x5, 28x28 x6)
 MAP_MAX_SCALE = 12
+MAP_THICK_SCALE = 5  # from this enlargement on, region borders are two pixels wide
 TINT = 0.45  # how strongly a region's verdict colour covers the image
 
 
@@ -35,8 +36,9 @@ def as_image(flat: Sequence[float], shape: Sequence[int]) -> np.ndarray | None:
     """The flat input as a displayable image, or None when it is not one.
 
     Returns (H, W) for grey images or (H, W, 3) for colour ones.  Accepts
-    (H, W), (1|3, H, W), (H, W, 1|3), and flat vectors of a square size >= 16
-    (e.g. (64,) digits, (784, 1) MNIST)."""
+    (H, W), (C, H, W) and (H, W, C) with C = 3 (colour) or 2 or 4 (shown as the
+    channel mean), and flat vectors of a square size >= 16 (e.g. (64,) digits,
+    (784, 1) MNIST)."""
     arr = np.asarray(flat, dtype=np.float64)
     dims = [int(d) for d in shape if int(d) != 1] if shape else [arr.size]
     if arr.size == 0 or math.prod(dims) != arr.size:
@@ -50,6 +52,10 @@ def as_image(flat: Sequence[float], shape: Sequence[int]) -> np.ndarray | None:
         return np.moveaxis(arr.reshape(dims), 0, -1)
     if len(dims) == 3 and dims[2] == 3:
         return arr.reshape(dims)
+    if len(dims) == 3 and dims[0] <= 4 < min(dims[1:]):
+        return arr.reshape(dims).mean(axis=0)
+    if len(dims) == 3 and dims[2] <= 4 < min(dims[:2]):
+        return arr.reshape(dims).mean(axis=2)
     return None
 
 
@@ -100,6 +106,21 @@ def difference_uri(diff: np.ndarray) -> tuple[str, float]:
     return png_uri(to_rgb(d, -scale, scale, cmap="RdBu_r")), peak
 
 
+def map_scale(height: int, width: int) -> int:
+    """The integer enlargement of safety maps and outlined pictures (about :data:`MAP_TARGET_PX` wide)."""
+    return max(1, min(MAP_MAX_SCALE, math.ceil(MAP_TARGET_PX / max(height, width))))
+
+
+def _frame(box: Sequence[int], scale: int) -> list[tuple[slice, slice]]:
+    """The four border strips of ``box`` in a picture enlarged ``scale`` times, inside the
+    box's own pixels: 2 px wide from :data:`MAP_THICK_SCALE` on, else 1."""
+    r0, c0, r1, c1 = box
+    t = 2 if scale >= MAP_THICK_SCALE else 1
+    R0, C0, R1, C1 = r0 * scale, c0 * scale, r1 * scale - 1, c1 * scale - 1
+    return [(slice(R0, R0 + t), slice(C0, C1 + 1)), (slice(R1 - t + 1, R1 + 1), slice(C0, C1 + 1)),
+            (slice(R0, R1 + 1), slice(C0, C0 + t)), (slice(R0, R1 + 1), slice(C1 - t + 1, C1 + 1))]
+
+
 def safety_map_uri(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: float, hi: float) -> tuple[str, int]:
     """:func:`safety_map_rgb` as a PNG URI; returns the URI and the enlargement factor."""
     rgb, scale = safety_map_rgb(image, regions, lo, hi)
@@ -112,11 +133,12 @@ def safety_map_rgb(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: flo
 
     ``regions`` are dicts with ``box`` ([row0, col0, row1, col1), end exclusive)
     and ``verdict``; the image is enlarged by an integer factor so borders fall
-    between pixels.  Unsafe regions are drawn last so they stay visible where
-    regions overlap.  Returns the pixels (H*scale, W*scale, 3) uint8 and the
-    enlargement factor ``scale``."""
+    between pixels (two pixels wide from :data:`MAP_THICK_SCALE` on, so they
+    stay legible over colour images).  Unsafe regions are drawn last so they
+    stay visible where regions overlap.  Returns the pixels (H*scale, W*scale, 3)
+    uint8 and the enlargement factor ``scale``."""
     h, w = image.shape[:2]
-    scale = max(1, min(MAP_MAX_SCALE, math.ceil(MAP_TARGET_PX / max(h, w))))
+    scale = map_scale(h, w)
     base = to_rgb(image, lo, hi, cmap="gray_r").astype(np.float64)  # ink dark on white: tints stay readable
     tinted = base.copy()
     borders = np.zeros((h * scale, w * scale, 3), dtype=np.float64)
@@ -126,9 +148,7 @@ def safety_map_rgb(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: flo
         r0, c0, r1, c1 = region["box"]
         colour = np.array(VERDICT_RGB.get(region["verdict"], VERDICT_RGB["unknown"]), dtype=np.float64)
         tinted[r0:r1, c0:c1] = (1 - TINT) * base[r0:r1, c0:c1] + TINT * colour
-        R0, C0, R1, C1 = r0 * scale, c0 * scale, r1 * scale - 1, c1 * scale - 1
-        for rows, cols in ((slice(R0, R0 + 1), slice(C0, C1 + 1)), (slice(R1, R1 + 1), slice(C0, C1 + 1)),
-                           (slice(R0, R1 + 1), slice(C0, C0 + 1)), (slice(R0, R1 + 1), slice(C1, C1 + 1))):
+        for rows, cols in _frame(region["box"], scale):
             borders[rows, cols] = colour * 0.7
             edge[rows, cols] = True
     big = np.repeat(np.repeat(tinted, scale, axis=0), scale, axis=1)
@@ -138,14 +158,22 @@ def safety_map_rgb(image: np.ndarray, regions: Sequence[dict[str, Any]], lo: flo
 
 
 def combined_verdicts(regions: Sequence[dict[str, Any]]) -> dict[tuple[int, ...], str]:
-    """One verdict per box when several methods checked it (``methods: ["exact", "dlv"]``):
-    unsafe if any method found a counterexample, else safe if any proved it, else unknown."""
-    rank = {"unknown": 0, "safe": 1, "unsafe": 2}
-    out: dict[tuple[int, ...], str] = {}
+    """One verdict per box.  A region checked by several methods (``methods:
+    ["exact", "dlv"]``) is unsafe if any method found a counterexample, else safe
+    if any proved it, else unknown; a box split into regions per channel
+    (``channels``) is then unsafe if any of them is, else unknown if any is,
+    else safe."""
+    by_method = {"unknown": 0, "safe": 1, "unsafe": 2}
+    per_region: dict[tuple[tuple[int, ...], tuple[int, ...]], str] = {}
     for r in regions:
-        box = tuple(r["box"])
-        if box not in out or rank[r["verdict"]] > rank[out[box]]:
-            out[box] = r["verdict"]
+        key = (tuple(r["box"]), tuple(r.get("channels") or ()))
+        if key not in per_region or by_method[r["verdict"]] > by_method[per_region[key]]:
+            per_region[key] = r["verdict"]
+    by_channel = {"safe": 0, "unknown": 1, "unsafe": 2}
+    out: dict[tuple[int, ...], str] = {}
+    for (box, _), verdict in per_region.items():
+        if box not in out or by_channel[verdict] > by_channel[out[box]]:
+            out[box] = verdict
     return out
 
 
@@ -170,13 +198,14 @@ def save_safety_map(image: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
 
 def box_of(region: dict[str, Any], shape: tuple[int, int]) -> list[int]:
-    """The region's ``box``, or the bounding box of its ``pixels``, or the whole image."""
+    """The region's ``box``, or the bounding box of its ``image_pixels`` (``row * W + col``;
+    else of its ``pixels``, which are those for one-channel images), or the whole image."""
     h, w = shape
     box = region.get("box")
     if box:
         r0, c0, r1, c1 = (int(v) for v in box)
         return [max(0, r0), max(0, c0), min(h, max(r1, r0 + 1)), min(w, max(c1, c0 + 1))]
-    pixels = [p for p in region.get("pixels") or [] if 0 <= p < h * w]
+    pixels = [p for p in region.get("image_pixels") or region.get("pixels") or [] if 0 <= p < h * w]
     if pixels:
         rows, cols = np.divmod(np.asarray(pixels), w)
         return [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1]

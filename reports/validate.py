@@ -243,7 +243,7 @@ REGION_COUNTEREXAMPLE = Obj({
 REGION = Obj({
     "id": INT, "box": Nullable(ListOf(INT, length=4)), "pixels": INTS, "method": OPT_STR,
     "verdict": Enum(REGION_VERDICTS), "route": OPT_STR, "time_s": OPT_NUM, "covered": ANY,
-    "counterexample": Nullable(REGION_COUNTEREXAMPLE),
+    "counterexample": Nullable(REGION_COUNTEREXAMPLE), "channels": INTS, "image_pixels": INTS,
 }, required=("id", "verdict"))
 
 
@@ -264,7 +264,7 @@ IMAGE = Obj({
 }, required=("shape", "x", "regions"),
     extra=_both(_flat_matches_shape("x", "shape"), _region_counterexample_length))
 REGIONS = {"manipulation": ANY, "grid": Nullable(INTS), "patch": ANY, "methods": Nullable(STRS),
-           "images": ListOf(IMAGE)}
+           "region_channels": Nullable(Enum(("all", "each"))), "images": ListOf(IMAGE)}
 REGIONS_REQUIRED = ("images",)
 
 # ---------------------------------------------------------------- adapt

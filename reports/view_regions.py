@@ -45,7 +45,7 @@ def build(source: Source, gallery: Gallery) -> Section:
              for i in range(0, len(drawn), size)]
     section = Section(source, f"Region safety of {source.model}", {
         "manipulation": _describe(doc.get("manipulation")), "grid": doc.get("grid"), "patch": doc.get("patch"),
-        "methods": ", ".join(doc.get("methods") or []) or "–",
+        "methods": ", ".join(doc.get("methods") or []) or "–", "per_channel": doc.get("region_channels") == "each",
         "counts": [(v, counts.get(v, 0)) for v in VERDICTS], "pages": pages,
         "undrawn": [v for v in views if not v["map"]], "num_images": len(images),
         "unlisted": max(0, len(images) - shown),
@@ -82,7 +82,8 @@ def _image(source: Source, n: int, image: dict[str, Any], gallery: Gallery, *, d
                           "width": 100 * (c1 - c0) / hw[1], "height": 100 * (r1 - r0) / hw[0],
                           "title": f"region {r['id']}: unsafe — go to its counterexample"})
         if detailed:
-            rows.append({"id": r["id"], "box": r["box"], "method": r.get("method") or "–", "verdict": r["verdict"],
+            rows.append({"id": r["id"], "box": r["box"], "channels": _channels(r), "method": r.get("method") or "–",
+                         "verdict": r["verdict"],
                          "route": r.get("route") or "–", "time": fmt(r.get("time_s"), 3),
                          "covered": fmt(r.get("covered")) if r.get("covered") is not None else "",
                          "counterexample": target})
@@ -99,6 +100,11 @@ def _image(source: Source, n: int, image: dict[str, Any], gallery: Gallery, *, d
     return view
 
 
+def _channels(region: dict[str, Any]) -> str:
+    """The channels a region moves, as the table shows them ("–" when the result does not say)."""
+    return ",".join(str(c) for c in region.get("channels") or []) or "–"
+
+
 def _counterexample(source: Source, n: int, j: int, image: dict[str, Any], region: dict[str, Any],
                     back: str, gallery: Gallery) -> str | None:
     cx = region["counterexample"]
@@ -106,12 +112,15 @@ def _counterexample(source: Source, n: int, j: int, image: dict[str, Any], regio
     route = f" via {region['route']}" if region.get("route") else ""
     index = image.get("index", n)
     card = Card(anchor=f"cx-{source.ident}-i{n}-g{j}",
-                title=f"{source.model} · image {index} · region {region['id']} {region['box']}",
+                title=f"{source.model} · image {index} · region {region['id']} {region['box']}"
+                      + (f" · channel {region['channels'][0]}" if len(region.get("channels") or []) == 1
+                         and len(image.get("shape") or []) == 3 else ""),
                 finder=f"regions: {region.get('method') or 'check'}{route}",
                 label=fmt(image.get("label")),
                 before=class_text(cx["class_before"], cx.get("conf_before")),
                 after=class_text(cx["class_after"], cx.get("conf_after")),
-                norms=norms, back=back, back_text=f"safety map of image {index}")
+                norms=norms, back=back, back_text=f"safety map of image {index}",
+                box=tuple(region["box"]) if len(region.get("box") or []) == 4 else None)
     return gallery.add(card, image["x"], cx["x"], image["shape"])
 
 

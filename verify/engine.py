@@ -68,7 +68,7 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
 
 def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> VerifyResult:
     from nnaudit.networks import load
-    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.networks.runtime import reference
     from nnaudit.networks.lower import lower
     from nnaudit.verify.vnnlib import parse
 
@@ -81,7 +81,7 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
     if net.source is None:
         raise ConfigError("the network has no source ONNX file; counterexamples must be confirmed by onnxruntime on it")
     spec.check_network(net.input_size, net.output_size, where=str(prop) if not isinstance(prop, Property) else spec.name)
-    ort = OnnxRuntimeModel(net.source)
+    ort = reference(net)
     low = lower(net)
     phases = {"falsify": 0.0, "bab": 0.0}
     stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0, "phase_closed": 0}
@@ -140,12 +140,15 @@ def _falsify_first(net: Any, ort: Any, spec: Property, config: VerifyConfig, dea
 
 def counterexample_ok(network_path: Any, prop: Property, x: np.ndarray) -> bool:
     """Independent re-check used by tests and the CLI: onnxruntime on the file puts
-    the flat input ``x`` inside some case's box and its output in that case's region."""
-    from nnaudit.networks.runtime import OnnxRuntimeModel
+    the flat input ``x`` inside some case's box and its output in that case's region.
+    ``network_path``: an ONNX path, or a loaded network (a normalised one is run with
+    its normalisation prepended)."""
+    from nnaudit.networks.runtime import OnnxRuntimeModel, reference
 
-    ort = OnnxRuntimeModel(network_path)
+    loaded = not isinstance(network_path, (str, os.PathLike))
+    ort = reference(network_path) if loaded else OnnxRuntimeModel(network_path)
     x = np.asarray(x, dtype=np.float32).reshape(1, -1)
-    shape = None
+    shape = network_path.input_shape if loaded else None
     for box, region in prop.cases:
         if not box.contains(x.astype(np.float64))[0]:
             continue

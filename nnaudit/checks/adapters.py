@@ -25,8 +25,8 @@ from nnaudit.checks.outcome import Judgement
 from nnaudit.checks.kinds import AttackCheck, Check, RegionsCheck, VerifyCheck
 from nnaudit.runs.attack import AttackRun, run_attack
 from nnaudit.runs.record import Record
-from nnaudit.runs.regions import RegionsRun, run_regions
-from nnaudit.runs.verify import VerifyRun, run_verify
+from nnaudit.runs.regions import RegionsRun, check_range, run_regions
+from nnaudit.runs.verify import VerifyRun, check_pixel_boxes, run_verify
 
 Runner = Callable[[], tuple[Judgement, dict[str, Any]]]
 
@@ -43,16 +43,17 @@ class RunSettings:
 # ------------------------------------------------------------------ shared loading
 
 
-def load_network(model: Any) -> Any:
-    """A Network from a Network, an ONNX path or a zoo name (a path that exists wins)."""
-    from nnaudit.networks import load, zoo
+def load_network(model: Any, normalisation: Any = None) -> Any:
+    """A Network from a Network, an ONNX path or a zoo name (a path that exists wins), with
+    ``normalisation`` (a :class:`~nnaudit.networks.Normalisation`; None: none) in front."""
+    from nnaudit.networks import load, normalised, zoo
 
     if hasattr(model, "layers") and hasattr(model, "input_shape"):
-        return model
+        return model if normalisation is None else normalised(model, normalisation)
     path = Path(model)
     if not path.exists() and isinstance(model, str) and model in zoo.names():
         path = zoo.path(model)
-    return load(path)
+    return load(path, normalisation=normalisation)
 
 
 def load_samples(net: Any, data: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +75,7 @@ def load_samples(net: Any, data: Any, limit: int | None = None) -> tuple[np.ndar
 def prepare_attack(check: AttackCheck, run: RunSettings) -> Runner:
     from nnaudit.attacks.api import make_attack
 
-    net = load_network(check.model)
+    net = load_network(check.model, check.normalisation())
     x, y = load_samples(net, check.data, check.limit)
     for name in check.attacks:
         make_attack(name, **check.options.get(name, {}))  # bad options fail here, before any work
@@ -96,14 +97,14 @@ def prepare_regions(check: RegionsCheck, run: RunSettings) -> Runner:
     from nnaudit.verify.regions.api import method_list
     from nnaudit.verify.regions.spec import ImageLayout
 
-    net = load_network(check.model)
+    net = load_network(check.model, check.normalisation())
     x, y = load_samples(net, check.data, check.limit)
     config = RegionsRun(grid=check.grid, patch=check.patch, step=check.step, steps=check.steps, budget=check.budget,
                         budget_norm=check.budget_norm, method=check.method, timeout=run.timeout or check.timeout,
                         seed=check.seed)
     ImageLayout.from_input_shape(net.input_shape)  # not an image: fails here
     method_list(check.method)
-    config.manipulation()
+    check_range(net, x, config.plan(net, len(x)))  # data outside the clip range: fails here
     record = Record(device=run.device or check.device, command=run.command or None)
 
     def go() -> tuple[Judgement, dict[str, Any]]:
@@ -119,9 +120,10 @@ def prepare_regions(check: RegionsCheck, run: RunSettings) -> Runner:
 def prepare_verify(check: VerifyCheck, run: RunSettings) -> Runner:
     from nnaudit.verify.vnnlib import parse
 
-    net = load_network(check.model)
+    net = load_network(check.model, check.normalisation())
     for path in check.properties:
         parse(path).check_network(net.input_size, net.output_size, where=str(path))
+    check_pixel_boxes(net, check.properties)
     config = VerifyRun(timeout=run.timeout or check.timeout, seed=check.seed)
     record = Record(device=run.device or check.device, command=run.command or None)
 

@@ -79,6 +79,21 @@ def _eps(v: Any, base: Path) -> tuple[float, ...]:
     return out
 
 
+def _channels(*, positive: bool) -> Callable[[Any, Path], tuple[float, ...]]:
+    """A number or a list of numbers, one per input channel (``mean``; ``std``: each > 0)."""
+
+    def convert(v: Any, base: Path) -> tuple[float, ...]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise Bad("expected a number or a non-empty list of numbers (one per input channel), got []")
+        out = tuple(_number(x) for x in values)
+        if positive and any(x <= 0 for x in out):
+            raise Bad(f"expected numbers > 0 (a standard deviation), got {show(v)}")
+        return out
+
+    return convert
+
+
 def _pair(kind: Callable[[Any], Any], what: str) -> Callable[[Any, Path], tuple[Any, Any]]:
     def convert(v: Any, base: Path) -> tuple[Any, Any]:
         if not isinstance(v, list) or len(v) != 2:
@@ -204,6 +219,8 @@ KEYS: dict[str, tuple[tuple[str, ...], str, Callable[[Any, Path], Any]]] = {
     "device": (_ALL, "device", _string),
     "seed": (_ALL, "seed", _integer(0)),
     "unknown_is_failure": (_ALL, "unknown_is_failure", _boolean),
+    "mean": (_ALL, "mean", _channels(positive=False)),
+    "std": (_ALL, "std", _channels(positive=True)),
     "data": (_IMAGES, "data", _data),
     "limit": (_IMAGES, "limit", _integer(1)),
     "eps": (("attack",), "eps", _eps),

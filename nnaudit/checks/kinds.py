@@ -24,8 +24,18 @@ class CheckBase:
     device: str = "cpu"              # cpu, cuda, cuda:N or auto (attacks)
     seed: int = 0                    # random seed of attacks / falsification
     unknown_is_failure: bool = False  # an inconclusive result counts as a failure
+    mean: tuple[float, ...] | None = None  # input normalisation (x - mean) / std in front of the model, per
+    std: tuple[float, ...] | None = None   # channel or one value; data, eps, steps then in pixel space
 
     kind: ClassVar[str] = ""
+
+    def normalisation(self) -> Any:
+        """The :class:`~nnaudit.networks.Normalisation` of ``mean``/``std`` (None when neither is set)."""
+        if self.mean is None and self.std is None:
+            return None
+        from nnaudit.networks.normalise import Normalisation
+
+        return Normalisation(self.mean or (0.0,), self.std or (1.0,))
 
     @property
     def requirement(self) -> str:

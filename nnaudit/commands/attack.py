@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from nnaudit.commands import normalisation
 from nnaudit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,19 +60,20 @@ def _options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--examples", default=4, show_default=True, help="Adversarial examples per eps kept in the JSON gallery.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result document here (updated after each attack).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --json, skipping finished attacks.")
+@normalisation.options()
 def command(model: str, **options: Any) -> None:
     """Attack MODEL on DATA and report clean accuracy, robust accuracy per eps
     (per attack and the per-sample worst case over all attacks), success rate,
     median perturbation of successful attacks and time per attack.  Every
-    success is confirmed by onnxruntime on MODEL itself."""
-    from nnaudit.networks import load
+    success is confirmed by onnxruntime on MODEL itself.  With --mean/--std
+    the model normalises its input itself: DATA, EPS, --low/--high are in pixel space."""
     from nnaudit.networks.datasets import load_data
     from nnaudit.runs.attack import run_attack
     from nnaudit.runs.record import Record
 
     opts = AttackOptions(**options)
     config = opts.config()  # everything checked before any work
-    net = load(model)
+    net = normalisation.load_model(model, normalisation.parse(opts.mean, opts.std))
     x, y = load_data(opts.data, tuple(net.input_shape), num_classes=net.output_size)
     if opts.limit is not None:
         x, y = x[:opts.limit], y[:opts.limit]
@@ -101,6 +103,8 @@ class AttackOptions:
     examples: int
     json_path: str | None
     resume: bool
+    mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
+    std: str | None = None    # --std
 
     def config(self) -> AttackRun:
         """The run's configuration, after checking the options (ConfigError, before any work)."""

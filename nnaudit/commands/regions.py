@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from nnaudit.commands import normalisation
+
 if TYPE_CHECKING:  # pragma: no cover
     from nnaudit.verify.regions.api import RegionConfig
     from nnaudit.verify.regions.result import ImageResult
@@ -28,6 +30,10 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--grid", default=None, help="Regions: a ROWSxCOLS grid, e.g. 4x4 (default 4x4 unless --patch/--whole).")
 @click.option("--patch", type=int, default=None, help="Regions: non-overlapping PATCH x PATCH squares.")
 @click.option("--whole", is_flag=True, help="Regions: the whole image as one region.")
+@click.option("--region-channels", type=click.Choice(["all", "each"]), default="all", show_default=True,
+              help="all: a region moves its pixels in every channel; each: one region per pixel set and channel.")
+@click.option("--image-shape", default=None, metavar="HxW|CxHxW",
+              help="How the input is an image, e.g. 28x28 or 3x32x32 (default: from the model's input).")
 @click.option("--step", type=float, default=0.05, show_default=True, help="Size of one manipulation step.")
 @click.option("--steps", type=int, default=2, show_default=True, help="Steps each way: values move by k*step, |k| <= STEPS.")
 @click.option("--clip", nargs=2, type=float, default=(0.0, 1.0), show_default=True, help="Valid input range LOW HIGH.")
@@ -46,21 +52,22 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --json (same model and settings).")
 @click.option("--maps", type=click.Path(file_okay=False), default=None, help="Write a safety-map PNG per image here.")
+@normalisation.options()
 def command(model: str, **options: Any) -> None:
     """Check, for every image of DATA and every region of it, whether moving
     each pixel of the region by up to STEPS steps of STEP (clipped to CLIP)
     can change MODEL's class: safe (proved), unsafe (an input onnxruntime
-    confirms) or unknown (time budget spent)."""
-    from nnaudit.networks import load
-    from nnaudit.networks.datasets import load_data
+    confirms) or unknown (time budget spent).  With --mean/--std the model
+    normalises its input itself: DATA, STEP and CLIP are in pixel space."""
     from nnaudit.runs.record import Record
-    from nnaudit.runs.regions import run_regions
+    from nnaudit.runs.regions import check_range, load_images, run_regions
 
     opts = RegionsOptions(**options)
     opts.check()
-    net = load(model)
-    x, y = load_data(opts.data, tuple(net.input_shape), num_classes=net.output_size)
+    net = normalisation.load_model(model, normalisation.parse(opts.mean, opts.std))
+    x, y = load_images(opts.data, net, opts.layout(net))
     plan = opts.plan(net, len(x))
+    check_range(net, x, plan)  # before the progress bar: bad data is one line
     record = Record(data=str(opts.data), json_path=opts.json_path, resume=opts.resume)
     total = len(plan.indices) * len(plan.regions) * (2 if opts.method == "both" else 1)
     try:
@@ -120,6 +127,10 @@ class RegionsOptions:
     json_path: str | None
     resume: bool
     maps: str | None
+    mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
+    std: str | None = None    # --std
+    region_channels: str = "all"      # --region-channels all|each (RegionChannels)
+    image_shape: str | None = None    # --image-shape HxW|CxHxW (None: from the model's input)
 
     def check(self) -> None:
         """Options that exclude or need each other; SpecError/ConfigError before any work."""
@@ -159,13 +170,20 @@ class RegionsOptions:
         from nnaudit.errors import ConfigError
         from nnaudit.verify.regions.api import resolve_regions
         from nnaudit.verify.regions.run import RunPlan
-        from nnaudit.verify.regions.spec import ImageLayout, parse_grid
+        from nnaudit.verify.regions.spec import RegionChannels, parse_grid
 
         if self.start < 0 or self.start >= count:
             raise ConfigError(f"regions: --start {self.start} is outside the {count} images of {self.data}")
         end = count if self.limit is None else min(count, self.start + max(self.limit, 0))
         manip = self.manipulation()
-        regions = resolve_regions(ImageLayout.from_input_shape(network.input_shape), self.spec)
+        channels = RegionChannels(self.region_channels)
+        regions = resolve_regions(self.layout(network), self.spec, channels)
         grid = parse_grid(self.spec) if self.patch is None and not self.whole else None
         return RunPlan(tuple(range(self.start, end)), tuple(regions), manip, self.method, grid, self.patch,
-                       self.config())
+                       self.config(), layout=self.layout(network) if self.image_shape else None, channels=channels)
+
+    def layout(self, network: Any) -> Any:
+        """The :class:`~nnaudit.verify.regions.layout.ImageLayout` of ``network``'s input (``--image-shape`` first)."""
+        from nnaudit.verify.regions.layout import layout_of
+
+        return layout_of(network, self.image_shape)

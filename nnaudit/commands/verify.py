@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from nnaudit.commands import normalisation
 from nnaudit.errors import NnauditError
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnaudit.verify.engine import VerifyConfig
+
+
+VERIFY_MEAN_HELP = ("Input normalisation as part of the model, per input channel or one value for all: PROPERTY's X_i are "
+                    "then pixels, before (x - mean) / std.  Properties written for the normalised input (VNN-COMP's "
+                    "oval21) need no --mean/--std; a box with a bound below 0 is refused as one of those.")
 
 
 @click.command("verify", epilog="Exit codes: 0 holds, 1 violated, 3 unknown/timeout, 2 bad input.")
@@ -29,11 +35,11 @@ if TYPE_CHECKING:  # pragma: no cover
 @click.option("--seed", default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--alpha-steps", default=0, show_default=True, help="Optimise lower ReLU slopes (alpha-CROWN) for this many steps per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when stderr is a terminal).")
+@normalisation.options(mean_help=VERIFY_MEAN_HELP)
 @click.pass_context
 def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
     """Decide whether PROPERTY (VNN-LIB) holds on MODEL (ONNX): holds (proved),
     violated (with a counterexample confirmed by onnxruntime) or unknown/timeout."""
-    from nnaudit.networks import load
     from nnaudit.runs.record import Record
     from nnaudit.runs.verify import run_verify
     from nnaudit.verify.vnnlib import parse
@@ -43,7 +49,7 @@ def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
     show = sys.stderr.isatty() if opts.progress is None else opts.progress
     start = _start(ctx)
     try:
-        net = load(model)
+        net = normalisation.load_model(model, normalisation.parse(opts.mean, opts.std))
         spec = parse(prop)
         spec.check_network(net.input_size, net.output_size, where=prop)
         # loading and parsing count against the deadline
@@ -77,6 +83,8 @@ class VerifyOptions:
     seed: int
     alpha_steps: int
     progress: bool | None
+    mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
+    std: str | None = None    # --std
 
     def engine(self) -> VerifyConfig:
         """The verifier's configuration: the defaults with these options."""

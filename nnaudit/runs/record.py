@@ -46,12 +46,15 @@ def open_document(kind: str, network: Any, record: Record, *, body: dict[str, An
 
     ``record`` has the kind's own header values filled in (:meth:`Record.filled`);
     ``body`` holds the kind's keys, empty; a saved document must also agree on
-    the body values of ``match``.  A resumed document keeps the saved start
-    time; its work is the kind's to take from the saved document.
+    the body values of ``match``.  The settings also record the network's
+    input normalisation (``mean``, ``std``), if it has one.  A resumed document
+    keeps the saved start time; its work is the kind's to take from the saved document.
     """
     from nnaudit.reports.schema import new_result, read_result
 
-    doc = new_result(kind, network=network, settings=record.settings, seeds=record.seeds, device=record.device,
+    norm = getattr(network, "normalisation", None)
+    settings = {**(record.settings or {}), **(norm.to_dict() if norm is not None else {})}
+    doc = new_result(kind, network=network, settings=settings, seeds=record.seeds, device=record.device,
                      command=record.command)
     doc.update(body)
     path = record.json_path

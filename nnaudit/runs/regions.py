@@ -10,17 +10,20 @@ an image left half done) and checks only the rest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from nnaudit.errors import DataError
 from nnaudit.runs.record import Record, finish, open_document, save
 from nnaudit.verify.regions.api import RegionConfig, method_list, resolve_regions
 from nnaudit.verify.regions.result import ImageResult, RegionResult
 from nnaudit.verify.regions.run import RunListener, RunPlan, check_images, image_shape
-from nnaudit.verify.regions.spec import ImageLayout, Manipulation
+from nnaudit.verify.regions.layout import ImageLayout, RegionChannels, layout_of
+from nnaudit.verify.regions.spec import Manipulation
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class RegionsRun:
 
     def plan(self, network: Any, count: int) -> RunPlan:
         """The plan over the first ``count`` images."""
-        regions = resolve_regions(ImageLayout.from_input_shape(network.input_shape), self.spec)
+        regions = resolve_regions(layout_of(network), self.spec)
         grid = tuple(self.grid) if self.grid and self.patch is None else None
         return RunPlan(tuple(range(count)), tuple(regions), self.manipulation(), self.method, grid, self.patch,
                        RegionConfig(timeout_per_region=self.timeout))
@@ -63,10 +66,16 @@ class RegionsRun:
 
 
 def regions_settings(plan: RunPlan, data: str | None) -> dict[str, Any]:
-    """The ``settings`` recorded for ``plan`` on the data named ``data`` (what ``nnaudit regions`` records)."""
+    """The ``settings`` recorded for ``plan`` on the data named ``data`` (what ``nnaudit regions`` records;
+    per-channel regions and an explicit layout only when used, so older files still resume)."""
+    extra: dict[str, Any] = {}
+    if plan.channels is not RegionChannels.ALL:
+        extra["region_channels"] = plan.channels.value
+    if plan.layout is not None:
+        extra["image_shape"] = list(plan.layout.shape)
     return {"data": data, "indices": list(plan.indices), "grid": None if plan.grid is None else list(plan.grid),
             "patch": plan.patch, "method": plan.method, "manipulation": plan.manipulation.to_dict(),
-            **plan.config.to_dict()}
+            **plan.config.to_dict(), **extra}
 
 
 def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | RegionsRun, record: Record = Record(), *,
@@ -85,10 +94,12 @@ def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | Regi
         plan = plan.plan(network, len(x))
     else:
         record = record.filled(settings=regions_settings(plan, record.data), seeds={"attack": plan.config.exact.seed})
+    check_range(network, x, plan)
     body = {"manipulation": plan.manipulation.to_dict(), "grid": None if plan.grid is None else list(plan.grid),
-            "patch": plan.patch, "methods": method_list(plan.method), "images": []}
+            "patch": plan.patch, "methods": method_list(plan.method), "region_channels": plan.channels.value,
+            "images": []}
     doc, saved = open_document("regions", network, record, body=body)
-    recorder = _Recorder(doc, record, plan, _Blank(network, x, y), progress,
+    recorder = _Recorder(doc, record, plan, _Blank(network, x, y, plan.layout), progress,
                          previous={int(im["index"]): im for im in (saved or {}).get("images", [])})
     try:
         images = check_images(network, x, y, plan, done=recorder.done(), listener=recorder)
@@ -98,6 +109,52 @@ def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | Regi
     return images, finish(doc, record)
 
 
+def load_images(data: str, network: Any, layout: ImageLayout) -> tuple[np.ndarray, np.ndarray]:
+    """The images of ``--data`` (a bundled name or an .npz) as ``(N, *input_shape)`` and their labels,
+    after checking that their own shape fits the image ``layout`` of ``network``'s input."""
+    from nnaudit.networks.datasets import read_data, validate_arrays
+
+    x, y, source = read_data(data)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim >= 2:
+        check_image_shape(tuple(x.shape[1:]), layout, source)
+    return validate_arrays(x, y, tuple(int(d) for d in network.input_shape), network.output_size, source)
+
+
+def check_image_shape(sample_shape: tuple[int, ...], layout: ImageLayout, source: str) -> None:
+    """DataError when images shaped ``sample_shape`` hold as many values as the network's
+    input but in another arrangement (channels last for a channels-first network, HxW for
+    another HxW), which reshaping would silently scramble; flat samples are taken as they are."""
+    dims = tuple(d for d in sample_shape if d != 1)
+    want = tuple(d for d in layout.shape if d != 1)
+    if len(dims) <= 1 or dims == want or math.prod(dims) != layout.size:
+        return                      # flat, matching, or a size mismatch load_data reports itself
+    order = "channels first" if layout.channels_first else "channels last"
+    hint = ""
+    if len(dims) == 3 and layout.channels > 1 and sorted(dims) == sorted(want):
+        perm = (0, 3, 1, 2) if layout.channels_first else (0, 2, 3, 1)
+        hint = f" (e.g. x.transpose{perm})"
+    raise DataError(f"{source}: images in 'x' are shaped {sample_shape} but the network reads images shaped "
+                    f"{layout.shape} ({order if layout.channels > 1 else 'H x W'}); reorder the data{hint} or give "
+                    "--image-shape")
+
+
+def check_range(network: Any, x: np.ndarray, plan: RunPlan) -> None:
+    """DataError naming the first planned image with values outside the clip range, before any work."""
+    clip = plan.manipulation.clip
+    if clip is None or not plan.indices:
+        return
+    flat = np.asarray(x)[np.asarray(plan.indices)].reshape(len(plan.indices), -1)
+    out = (flat < clip[0]).any(axis=1) | (flat > clip[1]).any(axis=1)
+    if out.any():
+        i = int(np.argmax(out))
+        hint = ("; the model normalises its input (--mean/--std), so give pixels, not normalised values"
+                if getattr(network, "normalisation", None) is not None else "")
+        raise DataError(f"regions: image {plan.indices[i]} has values in [{flat[i].min():g}, {flat[i].max():g}], outside "
+                        f"the clip range [{clip[0]:g}, {clip[1]:g}] ({int(out.sum())} such images); set the clip "
+                        f"range to the data's valid range (--clip LOW HIGH){hint}")
+
+
 @dataclass(frozen=True)
 class _Blank:
     """The document entry of an image before its first region result."""
@@ -105,9 +162,11 @@ class _Blank:
     network: Any
     x: np.ndarray
     y: np.ndarray
+    layout: Any = None      # the plan's ImageLayout (None: the network's)
 
     def __call__(self, index: int) -> dict[str, Any]:
-        return {"index": index, "label": int(self.y[index]), "predicted": None, "shape": image_shape(self.network),
+        return {"index": index, "label": int(self.y[index]), "predicted": None,
+                "shape": image_shape(self.network, self.layout),
                 "x": np.asarray(self.x[index], dtype=np.float64).reshape(-1), "regions": []}
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnaudit.errors import ConfigError
+from nnaudit.errors import ConfigError, SpecError
 from nnaudit.runs.record import Record, finish, open_document, save
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +63,7 @@ def run_verify(network: Any, properties: Sequence[Any], config: VerifyConfig | V
     from nnaudit.verify.engine import verify_property
     from nnaudit.verify.results import VerifyResult
 
+    check_pixel_boxes(network, properties)
     if isinstance(config, VerifyRun):
         engine, reference = config.engine(), True
         record = record.filled(settings=config.settings(properties), seeds={"verify": config.seed})
@@ -79,6 +80,26 @@ def run_verify(network: Any, properties: Sequence[Any], config: VerifyConfig | V
         doc["instances"].append({**res.to_dict(), **(_reference(network, prop, res) if reference else {})})
         save(doc, record)
     return results, finish(doc, record)
+
+
+def check_pixel_boxes(network: Any, properties: Sequence[Any]) -> None:
+    """For a normalised network, whose properties' inputs are pixels (before normalisation): SpecError
+    for a box with a bound below 0 -- a box written for the normalised input, as VNN-COMP's oval21 ones are."""
+    if getattr(network, "normalisation", None) is None:
+        return
+    from nnaudit.verify.vnnlib import parse
+
+    for prop in properties:
+        spec = parse(prop) if isinstance(prop, (str, os.PathLike)) else prop
+        for box, _ in spec.cases:
+            low = np.asarray(box.lower, dtype=np.float64).reshape(-1)
+            if low.size and low.min() < 0:
+                i = int(np.argmin(low))
+                raise SpecError(
+                    f"{_name(prop)}: X_{i} has lower bound {low[i]:g} < 0, but the model normalises its input "
+                    "(--mean/--std, or mean/std in nnaudit.toml), so X_i are read as pixels, before normalisation; "
+                    "this box looks like one of the normalised input (VNN-COMP's oval21 boxes are): verify it "
+                    "without the normalisation")
 
 
 def _name(prop: Any) -> str:
@@ -102,7 +123,7 @@ def _reference(net: Any, prop: Any, res: Any) -> dict[str, Any]:
     """For a counterexample: the centre of the box that contains it and its onnxruntime class."""
     if res.counterexample is None:
         return {}
-    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.networks.runtime import reference
     from nnaudit.verify.vnnlib import parse
 
     spec = parse(prop) if isinstance(prop, (str, os.PathLike)) else prop
@@ -110,6 +131,6 @@ def _reference(net: Any, prop: Any, res: Any) -> dict[str, Any]:
     for box, _ in spec.cases:
         if box.contains(x)[0]:
             centre = (box.lower + box.upper) / 2.0
-            logits = OnnxRuntimeModel(net.source).run(centre.reshape((1, *net.input_shape)).astype(np.float32))
+            logits = reference(net).run(centre.reshape((1, *net.input_shape)).astype(np.float32))
             return {"reference": {"x": centre.tolist(), "class": int(np.argmax(logits[0]))}}
     return {}

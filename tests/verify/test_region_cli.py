@@ -92,3 +92,61 @@ def test_ctrl_c_writes_an_incomplete_resumable_file(tmp_path: Path, monkeypatch:
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:
     res = invoke(*BASE, *args)
     assert res.exit_code == 2 and message in res.output, res.output
+
+
+@pytest.fixture
+def colour_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny (3, 4, 4) conv net and two colour images it classifies (labels = its classes)."""
+    import numpy as np
+
+    from colour_nets import colour_net
+
+    net, ort, path = colour_net(5, str(tmp_path))
+    x = np.random.default_rng(0).random((2, 3, 4, 4)).astype(np.float32)
+    data = tmp_path / "colour.npz"
+    np.savez(data, x=x, y=ort.run(x).argmax(axis=1))
+    return path, data
+
+
+def test_colour_regions_per_channel_are_recorded_with_pixels_and_channels(colour_files, tmp_path: Path) -> None:
+    from nnaudit.reports.schema import read_result
+
+    model, data = colour_files
+    out = tmp_path / "c.json"
+    res = CliRunner().invoke(cli, ["regions", str(model), "--data", str(data), "--grid", "2x2", "--region-channels",
+                                   "each", "--step", "0.2", "--steps", "1", "--json", str(out), "--maps",
+                                   str(tmp_path / "maps")])
+    assert res.exit_code in (0, 1, 3), res.output
+    doc = read_result(out, kind="regions")
+    assert doc["region_channels"] == "each" and doc["settings"]["region_channels"] == "each"
+    for im in doc["images"]:
+        assert im["shape"] == [3, 4, 4] and len(im["regions"]) == 12
+        first = im["regions"][:3]
+        assert [r["channels"] for r in first] == [[0], [1], [2]] and all(r["box"] == [0, 0, 2, 2] for r in first)
+        assert all(r["image_pixels"] == [0, 1, 4, 5] for r in first)
+        assert [r["pixels"] for r in first] == [[0, 1, 4, 5], [16, 17, 20, 21], [32, 33, 36, 37]]
+    assert len(list((tmp_path / "maps").iterdir())) == 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--image-shape", "5x5"], "--image-shape 5x5 has 25 values but the network input (3, 4, 4) has 48"),
+    (["--image-shape", "four"], "expected --image-shape"),
+    (["--grid", "5x1"], "does not fit an image of 4x4 pixels"),
+])
+def test_a_bad_image_shape_is_one_line_and_exit_2(colour_files, extra: list[str], message: str) -> None:
+    model, data = colour_files
+    res = CliRunner().invoke(cli, ["regions", str(model), "--data", str(data), *extra])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_channels_last_data_for_a_channels_first_model_is_refused(colour_files, tmp_path: Path) -> None:
+    import numpy as np
+
+    model, data = colour_files
+    with np.load(data) as arrays:
+        hwc = tmp_path / "hwc.npz"
+        np.savez(hwc, x=arrays["x"].transpose(0, 2, 3, 1), y=arrays["y"])
+    res = CliRunner().invoke(cli, ["regions", str(model), "--data", str(hwc)])
+    assert res.exit_code == 2 and "shaped (4, 4, 3) but the network reads images shaped (3, 4, 4)" in res.output
+    assert "x.transpose(0, 3, 1, 2)" in res.output and len(res.output.strip().splitlines()) == 1

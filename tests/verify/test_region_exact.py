@@ -176,3 +176,33 @@ def test_z3_members_onnxruntime_rejects_are_never_safe(tmp_path, monkeypatch: py
     monkeypatch.setattr(RegionContext, "confirm", lambda self, xs, limit=32: None)
     res = check_region(ctx, ImageRegion(0, (0, 0, 2, 2), (0, 1, 2, 3)), manip, "exact", config)
     assert res.verdict is RegionVerdict.UNKNOWN and "onnxruntime" in res.covered
+
+
+def test_bound_splitting_enumerates_leaves_over_many_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: leaves over more than 32 values (a 7x7 MNIST cell) were built with
+    np.meshgrid, which stops at 32 dimensions.  With the bounds made useless, the
+    split route must enumerate the leaf and agree with brute force."""
+    import dataclasses
+
+    import nnaudit.verify.bounds as bounds
+    from nnaudit.verify.regions import exact
+    from nnaudit.verify.regions.spec import make_family
+
+    network, ort = zoo_net("digits-ffn")
+    x, _ = digits()
+    ctx = make_context(network, x[0], ort=ort)
+    pixels = list(range(8, 57))                                          # 49 values
+    fam = make_family(ctx.x0, pixels, Manipulation(step=0.25, steps=1))
+    keep = {3: None, 20: None, 40: None}                                 # these move; the others stay at x0
+    narrow = [v if j in keep else v[k == 0] for j, (v, k) in enumerate(zip(fam.values, fam.ks))]
+    fam = dataclasses.replace(fam, values=tuple(narrow),
+                              ks=tuple(k if j in keep else k[k == 0] for j, k in enumerate(fam.ks)),
+                              costs=tuple(c if j in keep else c[:1] * 0 for j, c in enumerate(fam.costs)))
+    monkeypatch.setattr(bounds, "spec_bounds", lambda lowered, lo, hi, c, d, method: np.full((len(lo), len(d)), -1.0))
+    stats: dict = {}
+    config = ExactConfig(leaf_size=64)
+    out = exact._split(ctx, fam, config, __import__("time").perf_counter() + 60, stats)
+    members = np.concatenate([xs for _, xs in fam.batches()])
+    margins = ctx.margins(members)
+    assert stats["split_enumerated"] == len(members) == fam.raw_count >= 8
+    assert out.verdict is (RegionVerdict.SAFE if margins.min() > 0 else RegionVerdict.UNSAFE)

@@ -81,3 +81,18 @@ def test_manipulation_round_trip() -> None:
     m = Manipulation(step=0.1, steps=3, budget_norm="l0", budget=2)
     assert Manipulation.from_dict(m.to_dict()) == m
     assert m.to_dict() == {"step": 0.1, "steps": 3, "budget": {"norm": "l0", "value": 2}, "clip": [0.0, 1.0]}
+
+
+def test_box_indices_keep_the_meshgrid_order_without_a_dimension_limit() -> None:
+    from nnaudit.verify.regions.spec import box_indices, box_size
+
+    a, b = np.array([0, 2, 1]), np.array([1, 4, 1])
+    old = np.stack(np.meshgrid(*[np.arange(i, j + 1) for i, j in zip(a, b)], indexing="ij"), -1).reshape(-1, 3)
+    assert np.array_equal(box_indices(a, b), old)
+    assert box_indices(a, b).tolist() == [list(t) for t in itertools.product(range(0, 2), range(2, 5), range(1, 2))]
+    a = np.zeros(49, dtype=np.int64)                         # 49 values: np.meshgrid stops at 32
+    b = a.copy()
+    b[[3, 20, 48]] = [1, 2, 1]
+    idx = box_indices(a, b)
+    assert idx.shape == (12, 49) and len({tuple(r) for r in idx}) == 12 and idx[-1].tolist() == b.tolist()
+    assert box_size(np.zeros(49), np.full(49, 4)) == 5 ** 49  # exact; an int64 product would wrap

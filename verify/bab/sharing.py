@@ -132,11 +132,11 @@ def run_shared(low: Lowered, network: Any, ort: Any, box: Box, region: Region, c
 def _member(conn: Any, search: Search, part: Chunk, i: int, share: Share) -> None:
     """Member ``i`` of a shared search, in a forked process: its part of the queue, then what the
     share brings; sends its :class:`BabOutcome` (its own sub-domains and Z3 calls only)."""
-    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.networks.runtime import reference
 
     try:
         torch.set_num_threads(1)
-        ort = OnnxRuntimeModel(search.network.source)  # a forked onnxruntime session may hang
+        ort = reference(search.network)  # a forked onnxruntime session may hang
         progress = None
         if search.progress is not None and i == 0:
             progress = share.progress(search.progress, search.out.subdomains)

@@ -41,8 +41,9 @@ from nnaudit.verify.regions.dlv import DLVConfig, check_dlv
 from nnaudit.verify.regions.check import RegionContext, make_context
 from nnaudit.verify.regions.exact import ExactConfig, check_exact
 from nnaudit.verify.regions.result import ImageResult, RegionResult, RegionVerdict
-from nnaudit.verify.regions.spec import (ImageLayout, ImageRegion, Manipulation, grid_regions, make_family,
-                                        mask_regions, parse_grid, patch_regions, whole_image)
+from nnaudit.verify.regions.layout import (ImageLayout, ImageRegion, RegionChannels, grid_regions, layout_of,
+                                          mask_regions, parse_grid, patch_regions, per_channel, whole_image)
+from nnaudit.verify.regions.spec import Manipulation, make_family
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,22 @@ def method_list(method: str) -> list[str]:
     return ["exact", "dlv"] if method == "both" else [method]
 
 
-def resolve_regions(layout: ImageLayout, regions: Sequence[ImageRegion] | str | np.ndarray) -> list[ImageRegion]:
+def resolve_regions(layout: ImageLayout, regions: Sequence[ImageRegion] | str | np.ndarray,
+                    channels: RegionChannels = RegionChannels.ALL) -> list[ImageRegion]:
     """Regions from a list, a spec string (``"4x4"`` grid, ``"patch:2"``,
-    ``"whole"``) or boolean masks ``(M, H, W)``."""
-    if isinstance(regions, str):
-        if regions == "whole":
-            return whole_image(layout)
-        if regions.startswith("patch:"):
-            return patch_regions(layout, int(regions.split(":", 1)[1]))
-        return grid_regions(layout, *parse_grid(regions))
-    if isinstance(regions, np.ndarray):
-        return mask_regions(layout, regions)
+    ``"whole"``) or boolean pixel masks ``(M, H, W)``; spec strings and masks
+    give one region per pixel set in all channels, or per pixel set and
+    channel with ``channels=RegionChannels.EACH``."""
+    if isinstance(regions, (str, np.ndarray)):
+        if isinstance(regions, np.ndarray):
+            out = mask_regions(layout, regions)
+        elif regions == "whole":
+            out = whole_image(layout)
+        elif regions.startswith("patch:"):
+            out = patch_regions(layout, int(regions.split(":", 1)[1]))
+        else:
+            out = grid_regions(layout, *parse_grid(regions))
+        return per_channel(layout, out) if RegionChannels(channels) is RegionChannels.EACH else out
     out = list(regions)
     if not out or not all(isinstance(r, ImageRegion) for r in out):
         raise SpecError("regions: expected a non-empty list of ImageRegion, a grid such as '4x4', 'patch:N', "
@@ -93,27 +99,30 @@ def check_image(network: Any, x: np.ndarray, label: int | None,
                 manipulation: Manipulation | Mapping[str, Any], *, method: str = "exact",
                 config: RegionConfig = RegionConfig(), ort: Any = None, index: int = 0,
                 done: Mapping[tuple[int, str], RegionResult] | None = None,
-                on_result: Callable[[RegionResult], None] | None = None) -> ImageResult:
+                on_result: Callable[[RegionResult], None] | None = None, layout: ImageLayout | None = None,
+                channels: RegionChannels = RegionChannels.ALL) -> ImageResult:
     """Check every region of image ``x`` (shaped ``network.input_shape`` or flat).
 
     ``network``: a Network or an ONNX path; ``label``: the true class (an
     image onnxruntime misclassifies is skipped; None: use its prediction);
-    ``regions``: see :func:`resolve_regions`; ``manipulation``: a
-    :class:`Manipulation` or its ``to_dict()``; ``method``: ``"exact"``,
-    ``"dlv"`` or ``"both"``.  ``done`` maps ``(region id, method)`` to
-    results to keep (resume); ``on_result`` is called after every new result.
-    Returns an :class:`ImageResult`.
+    ``regions``: see :func:`resolve_regions` (``channels``: all or each);
+    ``manipulation``: a :class:`Manipulation` or its ``to_dict()``;
+    ``method``: ``"exact"``, ``"dlv"`` or ``"both"``; ``layout``: how the
+    input is an image (default :func:`~nnaudit.verify.regions.layout.layout_of`).
+    ``done`` maps ``(region id, method)`` to results to keep (resume);
+    ``on_result`` is called after every new result.  Returns an
+    :class:`ImageResult` whose ``shape`` is the layout's image shape.
     """
     from nnaudit.networks import load
 
     net = load(network) if isinstance(network, (str, os.PathLike)) else network
     manip = manipulation if isinstance(manipulation, Manipulation) else Manipulation.from_dict(dict(manipulation))
     methods = method_list(method)
-    layout = ImageLayout.from_input_shape(net.input_shape)
-    region_list = resolve_regions(layout, regions)
+    layout = layout or layout_of(net)
+    region_list = resolve_regions(layout, regions, channels)
     ctx = make_context(net, x, ort=ort)
     label = ctx.label if label is None else int(label)
-    shape = (layout.height, layout.width) if layout.channels == 1 else tuple(net.input_shape)
+    shape = layout.shape
     if ctx.label != label:
         return ImageResult(index, label, ctx.label, shape, ctx.x0, (),
                            skipped=f"misclassified: label {label}, onnxruntime predicts {ctx.label}")
@@ -149,4 +158,4 @@ def check_region(ctx: RegionContext, region: ImageRegion, manip: Manipulation, m
         assert cex is not None and cex.class_after != ctx.label
     log.debug("region %d (%s): %s by %s in %.3fs", region.id, method, verdict.value, route, elapsed)
     return RegionResult(region.id, region.box, region.pixels, method, verdict, route, elapsed, covered, cex,
-                        tuple(adv), dict(stats, note=note))
+                        tuple(adv), dict(stats, note=note), region.channels, region.image_pixels)

@@ -76,10 +76,10 @@ class RegionContext:
 def make_context(network: Any, x: np.ndarray, *, ort: Any = None) -> RegionContext:
     """The context of image ``x`` (shaped ``input_shape`` or flat); the class
     to keep is onnxruntime's class of ``x``."""
-    from nnaudit.networks.runtime import OnnxRuntimeModel
     from nnaudit.networks.lower import lower
+    from nnaudit.networks.runtime import reference
 
-    ort = ort if ort is not None else OnnxRuntimeModel(network.source)
+    ort = ort if ort is not None else reference(network)
     x0 = np.asarray(x, dtype=np.float32).astype(np.float64).reshape(-1)
     logits = ort.run(x0.astype(np.float32).reshape((1,) + tuple(network.input_shape)))[0]
     label = int(logits.argmax())

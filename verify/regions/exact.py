@@ -37,7 +37,7 @@ import numpy as np
 
 from nnaudit.verify.regions.check import RegionContext
 from nnaudit.verify.regions.result import RegionCounterexample, RegionVerdict
-from nnaudit.verify.regions.spec import Family
+from nnaudit.verify.regions.spec import Family, box_indices, box_size
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,8 @@ def _split(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float
         proved += int(ok.sum())
         for d in np.flatnonzero(~ok):
             a, b = batch[d]
-            if int(np.prod(b - a + 1)) <= config.leaf_size:
-                idx = np.stack(np.meshgrid(*[np.arange(i, j + 1) for i, j in zip(a, b)], indexing="ij"), -1)
-                idx = idx.reshape(-1, len(a))
+            if box_size(a, b) <= config.leaf_size:   # exact int: an int64 product could wrap
+                idx = box_indices(a, b)
                 if fam.budget is not None:
                     idx = idx[fam.index_cost(idx) <= fam.budget]
                 xs = fam.from_indices(idx)

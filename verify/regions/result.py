@@ -66,7 +66,9 @@ class RegionResult:
 
     ``adversarial``: every confirmed adversarial input DLV collected (flat,
     possibly off the step grid; kept in memory for benchmarks, not in JSON);
-    ``stats``: counters (z3 calls, members enumerated, ...).
+    ``stats``: counters (z3 calls, members enumerated, ...); ``channels`` and
+    ``image_pixels`` (``row * W + col``) say which pixels in which channels
+    ``pixels`` (flat input indices) are (empty when the region had no layout).
     """
 
     id: int
@@ -80,19 +82,26 @@ class RegionResult:
     counterexample: RegionCounterexample | None = None
     adversarial: tuple[np.ndarray, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    channels: tuple[int, ...] = ()
+    image_pixels: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "box": list(self.box), "pixels": list(self.pixels), "method": self.method,
-                "verdict": self.verdict.value, "route": self.route, "time_s": round(self.time_s, 6),
-                "covered": self.covered,
-                "counterexample": None if self.counterexample is None else self.counterexample.to_dict()}
+        d = {"id": self.id, "box": list(self.box), "pixels": list(self.pixels), "method": self.method,
+             "verdict": self.verdict.value, "route": self.route, "time_s": round(self.time_s, 6),
+             "covered": self.covered,
+             "counterexample": None if self.counterexample is None else self.counterexample.to_dict()}
+        if self.channels:
+            d.update(channels=list(self.channels), image_pixels=list(self.image_pixels))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RegionResult:
         cex = d.get("counterexample")
         return cls(int(d["id"]), tuple(int(b) for b in d["box"]), tuple(int(p) for p in d["pixels"]),
                    str(d["method"]), RegionVerdict(d["verdict"]), str(d["route"]), float(d["time_s"]),
-                   d.get("covered"), None if cex is None else RegionCounterexample.from_dict(cex))
+                   d.get("covered"), None if cex is None else RegionCounterexample.from_dict(cex),
+                   channels=tuple(int(c) for c in d.get("channels") or ()),
+                   image_pixels=tuple(int(p) for p in d.get("image_pixels") or ()))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import numpy as np
 
 from nnaudit.verify.regions.api import RegionConfig, check_image
 from nnaudit.verify.regions.result import ImageResult, RegionResult
-from nnaudit.verify.regions.spec import ImageLayout, ImageRegion, Manipulation
+from nnaudit.verify.regions.layout import ImageLayout, ImageRegion, RegionChannels, layout_of
+from nnaudit.verify.regions.spec import Manipulation
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,11 @@ Done = Mapping[int, Mapping[tuple[int, str], RegionResult]]
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What to check: images by index, regions, manipulation, method."""
+    """What to check: images by index, regions, manipulation, method.
+
+    ``layout``: how the input is an image (None: :func:`layout_of` the
+    network); ``channels``: whether the regions (already in ``regions``)
+    were made per channel, recorded with the run."""
 
     indices: tuple[int, ...]
     regions: tuple[ImageRegion, ...]
@@ -40,6 +45,8 @@ class RunPlan:
     patch: int | None
     config: RegionConfig
     flush_every: int = 8       # write the JSON after this many new region results
+    layout: ImageLayout | None = None                   # None: layout_of(network)
+    channels: RegionChannels = RegionChannels.ALL       # regions move all channels of their pixels, or one each
 
 
 class RunListener:
@@ -60,29 +67,30 @@ def check_images(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan, *, d
     """Check every planned region of the images ``x[i]`` (labels ``y[i]``), ``i`` in ``plan.indices``.
 
     ``x``: ``(N, *input_shape)``; ``done``: results to keep instead of
-    checking again.  One onnxruntime session on ``network.source`` confirms
+    checking again.  One onnxruntime session on ``network``'s file confirms
     every counterexample.  Returns the image results in plan order.
     """
-    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.networks.runtime import reference
 
     listener = listener or RunListener()
-    ort = OnnxRuntimeModel(network.source)
+    ort = reference(network)
     results = []
     for index in plan.indices:
         listener.image_started(index)
         image = check_image(network, x[index], int(y[index]), list(plan.regions), plan.manipulation,
                             method=plan.method, config=plan.config, ort=ort, index=index,
-                            done=(done or {}).get(index), on_result=listener.region_checked)
+                            done=(done or {}).get(index), on_result=listener.region_checked,
+                            layout=plan.layout or layout_of(network))
         results.append(image)
         listener.image_checked(image)
     log.debug("checked %d images", len(results))
     return results
 
 
-def image_shape(network: Any) -> list[int]:
-    """The ``shape`` recorded for an image: ``[H, W]`` for one channel, else the input shape."""
-    layout = ImageLayout.from_input_shape(network.input_shape)
-    return [layout.height, layout.width] if layout.channels == 1 else list(network.input_shape)
+def image_shape(network: Any, layout: ImageLayout | None = None) -> list[int]:
+    """The ``shape`` recorded for an image: ``[H, W]`` for one channel, else
+    ``[C, H, W]`` or ``[H, W, C]`` in the order of the flat input."""
+    return list((layout or layout_of(network)).shape)
 
 
 def summary(results: Sequence[ImageResult]) -> dict[str, dict[str, int]]:

@@ -17,9 +17,9 @@ DLV):
   ``k`` can clip to the same value, a value counts with its smallest ``|k|``
   (:attr:`Family.costs`).
 
-Regions (:class:`ImageRegion`) are boxes of a grid (``--grid 4x4``), square
-patches (``--patch 2``), user masks, or the whole image; each lists the flat
-indices of the input values it covers (all channels of its pixels).
+Regions (:class:`ImageRegion`) and the image layout live in
+:mod:`nnaudit.verify.regions.layout` (re-exported here); each region lists
+the flat indices of the input values it covers, which is all a family needs.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import SpecError
+from nnaudit.verify.regions.layout import (ImageLayout, ImageRegion, RegionChannels, grid_regions,  # noqa: F401
+                                          mask_regions, parse_grid, patch_regions, whole_image)
 
 BUDGET_NORMS = ("l1", "l0")
 
@@ -85,126 +87,6 @@ class Manipulation:
                    clip=None if clip is None else (float(clip[0]), float(clip[1])),
                    budget_norm=None if budget is None else budget["norm"],
                    budget=None if budget is None else float(budget["value"]))
-
-
-# -- image layout and regions --------------------------------------------------
-@dataclass(frozen=True)
-class ImageLayout:
-    """How a network input is an image: ``channels`` x ``height`` x ``width``.
-
-    ``channels_first`` says whether the flat input is ordered (C, H, W) or
-    (H, W, C).  A flat input of a perfect-square size is a 1-channel square.
-    """
-
-    channels: int
-    height: int
-    width: int
-    channels_first: bool = True
-
-    @classmethod
-    def from_input_shape(cls, shape: Sequence[int]) -> ImageLayout:
-        shape = tuple(int(s) for s in shape)
-        if len(shape) == 1 or (len(shape) == 2 and 1 in shape):
-            n = int(np.prod(shape))
-            side = math.isqrt(n)
-            if side * side != n:
-                raise SpecError(f"regions: input shape {shape} is flat with {n} values, not a square image; "
-                                "expected (H, W), (C, H, W) or a flat square")
-            return cls(1, side, side)
-        if len(shape) == 2:
-            return cls(1, shape[0], shape[1])
-        if len(shape) == 3:
-            if shape[0] <= 4 or shape[2] > 4:
-                return cls(shape[0], shape[1], shape[2], True)
-            return cls(shape[2], shape[0], shape[1], False)
-        raise SpecError(f"regions: input shape {shape} is not an image; expected (H, W), (C, H, W) or a flat square")
-
-    @property
-    def size(self) -> int:
-        return self.channels * self.height * self.width
-
-    def flat_indices(self, rows: Sequence[int], cols: Sequence[int]) -> list[int]:
-        """Flat input indices of all channels of pixels (rows x cols), sorted."""
-        out = []
-        for r in rows:
-            for c in cols:
-                for ch in range(self.channels):
-                    if self.channels_first:
-                        out.append((ch * self.height + r) * self.width + c)
-                    else:
-                        out.append((r * self.width + c) * self.channels + ch)
-        return sorted(out)
-
-    def gray(self, x: np.ndarray) -> np.ndarray:
-        """The image ``(H, W)`` (channel mean) of a flat input, for plotting."""
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if self.channels_first:
-            return x.reshape(self.channels, self.height, self.width).mean(axis=0)
-        return x.reshape(self.height, self.width, self.channels).mean(axis=2)
-
-
-@dataclass(frozen=True)
-class ImageRegion:
-    """One region: ``id``, ``box`` ``(row0, col0, row1, col1)`` end-exclusive
-    (the bounding box for masks) and ``pixels``, flat input indices."""
-
-    id: int
-    box: tuple[int, int, int, int]
-    pixels: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "box": list(self.box), "pixels": list(self.pixels)}
-
-
-def grid_regions(layout: ImageLayout, rows: int, cols: int) -> list[ImageRegion]:
-    """A ``rows`` x ``cols`` grid over the image (edges split as evenly as possible)."""
-    if rows < 1 or cols < 1 or rows > layout.height or cols > layout.width:
-        raise SpecError(f"regions: grid {rows}x{cols} does not fit an image of {layout.height}x{layout.width} pixels")
-    r_edges = np.linspace(0, layout.height, rows + 1).round().astype(int)
-    c_edges = np.linspace(0, layout.width, cols + 1).round().astype(int)
-    out = []
-    for i in range(rows):
-        for j in range(cols):
-            box = (int(r_edges[i]), int(c_edges[j]), int(r_edges[i + 1]), int(c_edges[j + 1]))
-            out.append(ImageRegion(len(out), box, tuple(layout.flat_indices(range(box[0], box[2]), range(box[1], box[3])))))
-    return out
-
-
-def patch_regions(layout: ImageLayout, size: int) -> list[ImageRegion]:
-    """Non-overlapping ``size`` x ``size`` patches (smaller at the right/bottom edge)."""
-    if size < 1 or size > max(layout.height, layout.width):
-        raise SpecError(f"regions: patch size {size} does not fit an image of {layout.height}x{layout.width} pixels")
-    out = []
-    for r in range(0, layout.height, size):
-        for c in range(0, layout.width, size):
-            box = (r, c, min(r + size, layout.height), min(c + size, layout.width))
-            out.append(ImageRegion(len(out), box, tuple(layout.flat_indices(range(box[0], box[2]), range(box[1], box[3])))))
-    return out
-
-
-def mask_regions(layout: ImageLayout, masks: np.ndarray) -> list[ImageRegion]:
-    """One region per boolean mask ``(M, H, W)`` (or ``(H, W)``)."""
-    masks = np.asarray(masks)
-    if masks.ndim == 2:
-        masks = masks[None]
-    if masks.ndim != 3 or masks.shape[1:] != (layout.height, layout.width):
-        raise SpecError(f"regions: expected masks shaped (M, {layout.height}, {layout.width}), got {masks.shape}")
-    out = []
-    for m in masks.astype(bool):
-        rr, cc = np.nonzero(m)
-        if len(rr) == 0:
-            raise SpecError(f"regions: mask {len(out)} selects no pixel")
-        pixels = []
-        for r, c in zip(rr, cc):
-            pixels += layout.flat_indices([int(r)], [int(c)])
-        box = (int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1)
-        out.append(ImageRegion(len(out), box, tuple(sorted(pixels))))
-    return out
-
-
-def whole_image(layout: ImageLayout) -> list[ImageRegion]:
-    """The whole image as one region."""
-    return grid_regions(layout, 1, 1)
 
 
 # -- the family of one image and region ---------------------------------------
@@ -279,11 +161,7 @@ class Family:
         total = self.raw_count
         for lo in range(start, total, batch):
             ords = np.arange(lo, min(lo + batch, total), dtype=np.int64)
-            idx = np.empty((len(ords), len(radix)), dtype=np.int64)
-            rest = ords.copy()
-            for j in range(len(radix) - 1, -1, -1):
-                idx[:, j] = rest % radix[j]
-                rest //= radix[j]
+            idx = mixed_radix(ords, radix)
             if self.budget is not None:
                 idx = idx[self.index_cost(idx) <= self.budget]
             yield int(ords[-1]) + 1, self.from_indices(idx)
@@ -310,6 +188,31 @@ class Family:
         for j, v in enumerate(self.values):
             out[self.pixels[j]] = v[int(np.argmin(np.abs(v - x[self.pixels[j]])))]
         return out
+
+
+def mixed_radix(ords: np.ndarray, radix: np.ndarray) -> np.ndarray:
+    """The digits ``(B, p)`` of ordinals ``(B,)`` in the mixed radix ``radix`` ``(p,)``,
+    the last digit fastest (the order of ``itertools.product``); any ``p``."""
+    radix = np.asarray(radix, dtype=np.int64)
+    idx = np.empty((len(ords), len(radix)), dtype=np.int64)
+    rest = np.asarray(ords, dtype=np.int64).copy()
+    for j in range(len(radix) - 1, -1, -1):
+        idx[:, j] = rest % radix[j]
+        rest //= radix[j]
+    return idx
+
+
+def box_size(a: np.ndarray, b: np.ndarray) -> int:
+    """Members of the index box ``a <= idx <= b`` (inclusive), as an exact Python int (no int64 overflow)."""
+    return math.prod(int(j) - int(i) + 1 for i, j in zip(a, b))
+
+
+def box_indices(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Every value-index vector ``(n, p)`` of the box ``a <= idx <= b`` (inclusive), in
+    row-major order (the last value fastest, as ``np.meshgrid(..., indexing="ij")``),
+    with no limit on the number of values ``p``; ``n`` (:func:`box_size`) must be small."""
+    a = np.asarray(a, dtype=np.int64)
+    return a + mixed_radix(np.arange(box_size(a, b), dtype=np.int64), np.asarray(b, dtype=np.int64) - a + 1)
 
 
 def make_family(x0: np.ndarray, pixels: Sequence[int], manip: Manipulation) -> Family:
@@ -341,13 +244,3 @@ def make_family(x0: np.ndarray, pixels: Sequence[int], manip: Manipulation) -> F
         ks.append(kk)
         costs.append(cost)
     return Family(x0, pix, tuple(values), tuple(ks), tuple(costs), manip.budget_units, manip.budget_norm, manip.step)
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"4x4"`` -> ``(4, 4)``; SpecError otherwise."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        rows, cols = (int(p) for p in parts)
-    except ValueError:
-        raise SpecError(f"regions: expected --grid ROWSxCOLS such as 4x4, got {text!r}") from None
-    return rows, cols
