@@ -24,5 +24,6 @@ class ReportLimits:
     region_rows: int = 3000      # region table rows, per regions result
     listed_images: int = 3000    # images listed without a map after the drawn ones; later ones are counted
     thumb_side: int = 64         # pictures larger than this many pixels are block-averaged (thumbnails)
+    explorer_rows: int = 4000    # rows of a result's filterable table (unsafe first); later ones are counted
     summary_lines: int = 200     # lines of the summary's answer list
     verify_lines: int = 40       # summary lines per verify result (its table has every instance)

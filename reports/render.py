@@ -6,8 +6,8 @@ them into plain values (one :class:`~nnaudit.reports.context.Section` per
 result, the gallery, the summary and the reproducibility records) and
 :func:`render_html` fills the Jinja2 templates in ``templates/`` with
 autoescaping on, so a model name or label such as ``<script>`` is shown as
-text.  CSS is inlined, pictures are ``data:`` URIs and nothing needs
-JavaScript or the network.  ``nnaudit report`` calls :func:`write_report`.
+text.  CSS is inlined (with the filter and sort rules of :mod:`.explorer`),
+pictures are ``data:`` URIs and nothing needs JavaScript or the network.  ``nnaudit report`` calls :func:`write_report`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Report:
     counts: list[dict[str, Any]] = field(default_factory=list)
     robust: list[dict[str, Any]] = field(default_factory=list)
     repro: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Section]:
         return [s for s in self.sections if s.source.kind == kind]
@@ -95,7 +96,21 @@ def build_report(sources: Sequence[Source], *, title: str | None = None,
     report.counts = _counts(sections)
     report.robust = [_robust(s) for s in report.of_kind("attack") if s.data["rows"]]
     report.repro = [_repro(s) for s in sources]
+    report.models = _models(sources)
     return report
+
+
+def _models(sources: Sequence[Source]) -> list[dict[str, Any]]:
+    """The models the results checked, each with its sha256 and the results about it (summary)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for source in sources:
+        model = source.doc.get("model") or {}
+        if not model.get("file") and not model.get("sha256"):
+            continue
+        key = (model.get("file") or UNNAMED, model.get("sha256") or "–")
+        entry = found.setdefault(key, {"file": key[0], "sha256": key[1], "results": []})
+        entry["results"].append({"name": source.name, "anchor": f"repro-{source.ident}"})
+    return list(found.values())
 
 
 def _counts(sections: Sequence[Section]) -> list[dict[str, Any]]:
@@ -165,7 +180,10 @@ def render_html(report: Report) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    css = (TEMPLATES / "style.css").read_text()
+    from nnaudit.reports.explorer import explorer_css
+
+    css = (TEMPLATES / "style.css").read_text() + "\n" + explorer_css(
+        [s.data["explorer"] for s in report.sections if s.data.get("explorer")])
     return env.get_template("report.html.j2").render(report=report, css=css, badge=BADGE)
 
 

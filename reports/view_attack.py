@@ -7,6 +7,7 @@ from typing import Any
 
 from nnaudit.reports import figures
 from nnaudit.reports.context import Gallery, Line, Section, Source, fmt, pct
+from nnaudit.reports.explorer_views import attack_explorer
 from nnaudit.reports.gallery import Card, class_text
 
 
@@ -25,6 +26,7 @@ def build(source: Source, gallery: Gallery) -> Section:
     section = Section(source, f"Attacks on {source.model}", {
         "norm": doc.get("norm"), "num_samples": doc.get("num_samples"), "clean": pct(doc.get("clean_accuracy")),
         "attacks": attacks, "rows": rows, "plot": plot, "examples": examples,
+        "explorer": attack_explorer(source, examples, gallery.limits.explorer_rows),
         "eps_missing": [fmt(e) for e in doc.get("eps") or [] if e not in {r["eps"] for r in results}],
     })
     section.lines.append(_line(source, results))

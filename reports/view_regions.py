@@ -4,7 +4,10 @@ Each map is the image with its region grid tinted safe / unsafe / unknown
 (:func:`nnaudit.reports.images.safety_map_uri`); every unsafe region is a
 link laid over the map to its counterexample card in the gallery, and the
 region table below the map links there too.  Large runs stay readable and
-bounded (:class:`~nnaudit.reports.limits.ReportLimits`): maps are split into
+bounded (:class:`~nnaudit.reports.limits.ReportLimits`): images with an unsafe
+region come first (then unknown, safe, unchecked), a filterable table lists
+every region check unsafe first (:mod:`.explorer_views`), counterexample cards
+go round-robin over the images when pictures run short, maps are split into
 collapsed pages, region tables are kept for the first images only (and a
 bounded number of rows), images after the drawn ones are listed as table rows
 without pictures up to a bound and then only counted, and large images are
@@ -14,9 +17,11 @@ shown as thumbnails.
 from __future__ import annotations
 
 from collections import Counter
+from itertools import zip_longest
 from typing import Any
 
 from nnaudit.reports.context import Gallery, Line, Section, Source, fmt
+from nnaudit.reports.explorer_views import region_explorer
 from nnaudit.reports.gallery import Card, class_text
 from nnaudit.reports.images import (as_image, box_of, combined_verdicts, safety_map_uri, scaled_box, thumbnail,
                                     value_range)
@@ -29,15 +34,17 @@ def build(source: Source, gallery: Gallery) -> Section:
     images = doc.get("images") or []
     lim = gallery.limits
     shown = lim.maps + lim.listed_images
+    order = sorted(range(len(images)), key=lambda n: _priority(images[n]))  # unsafe images first
+    boxed = {n: _boxed(images[n]) for n in order[:shown]}
+    anchors = _add_cards(source, images, boxed, gallery)
     views, rows_left = [], lim.region_rows
-    for n, image in enumerate(images[:shown]):
-        detailed = n < lim.detailed_images and rows_left >= len(image["regions"])
-        views.append(_image(source, n, image, gallery, draw=n < lim.maps, detailed=detailed))
+    for rank, n in enumerate(order[:shown]):
+        detailed = rank < lim.detailed_images and rows_left >= len(images[n]["regions"])
+        views.append(_image(source, n, images[n], boxed[n], anchors, gallery, draw=rank < lim.maps,
+                            detailed=detailed))
         rows_left -= len(views[-1]["rows"])
-    for n, image in enumerate(images[shown:], start=shown):
-        for r in image["regions"]:  # not shown, but their counterexamples still count in the gallery
-            if r.get("counterexample"):
-                gallery.omitted += 1
+    for n in order[shown:]:  # not shown, but their counterexamples still count in the gallery
+        gallery.omitted += sum(1 for r in images[n]["regions"] if r.get("counterexample"))
     drawn = [v for v in views if v["map"]]
     counts = Counter(r["verdict"] for image in images for r in image["regions"])
     size = lim.page_size
@@ -50,7 +57,7 @@ def build(source: Source, gallery: Gallery) -> Section:
         "undrawn": [v for v in views if not v["map"]], "num_images": len(images),
         "unlisted": max(0, len(images) - shown),
         "unsafe_images": sum(1 for im in images if any(r["verdict"] == "unsafe" for r in im["regions"])),
-        "max_maps": lim.maps,
+        "max_maps": lim.maps, "explorer": region_explorer(source, order, anchors, lim.explorer_rows),
     })
     section.counts.update(counts)
     skipped = sum(1 for im in images if im.get("skipped"))
@@ -59,22 +66,49 @@ def build(source: Source, gallery: Gallery) -> Section:
     return section
 
 
+def _priority(image: dict[str, Any]) -> int:
+    """Images with an unsafe region first, then with an unknown one, then safe ones, then unchecked."""
+    verdicts = {r["verdict"] for r in image["regions"]}
+    return 0 if "unsafe" in verdicts else 1 if "unknown" in verdicts else 2 if verdicts else 3
+
+
+def _boxed(image: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """The image as an array (None when it is not one) and its regions with their pixel boxes."""
+    pic = as_image(image["x"], image["shape"])
+    hw = pic.shape[:2] if pic is not None else (1, 1)
+    return pic, [{**r, "box": box_of(r, hw) if pic is not None else list(r.get("box") or [])}
+                 for r in image["regions"]]
+
+
+def _add_cards(source: Source, images: list[dict[str, Any]], boxed: dict[int, Any],
+               gallery: Gallery) -> dict[tuple[int, int], str | None]:
+    """Add the counterexample of every unsafe region of the shown images to the gallery, in the images'
+    order; when they are more than the cards with pictures left, round-robin over the images (the
+    first counterexample of each image, then the second, ...) so the pictures cover many images.
+    Returns each ``(image position, region position)``'s card anchor (None when only counted)."""
+    queues = [[(n, j) for j, r in enumerate(regions) if r.get("counterexample")] for n, (_, regions) in boxed.items()]
+    if sum(map(len, queues)) > gallery.limits.card_pictures - len(gallery.cards):
+        queues = [list(filter(None, turn)) for turn in zip_longest(*queues)]
+    return {(n, j): _counterexample(source, n, j, images[n], boxed[n][1][j], f"map-{source.ident}-{n}", gallery)
+            for queue in queues for n, j in queue}
+
+
 def _describe(manipulation: Any) -> str:
     if isinstance(manipulation, dict):
         return ", ".join(f"{k} {fmt(v)}" for k, v in manipulation.items() if v is not None) or "–"
     return fmt(manipulation)
 
 
-def _image(source: Source, n: int, image: dict[str, Any], gallery: Gallery, *, draw: bool,
+def _image(source: Source, n: int, image: dict[str, Any], boxed: tuple[Any, list[dict[str, Any]]],
+           anchors: dict[tuple[int, int], str | None], gallery: Gallery, *, draw: bool,
            detailed: bool) -> dict[str, Any]:
-    pic = as_image(image["x"], image["shape"])
+    pic, regions = boxed
     index = image.get("index", n)
     anchor = f"map-{source.ident}-{n}"
     hw = pic.shape[:2] if pic is not None else (1, 1)
-    regions = [{**r, "box": box_of(r, hw) if pic is not None else list(r.get("box") or [])} for r in image["regions"]]
     links, rows, first = [], [], None
     for j, r in enumerate(regions):
-        target = _counterexample(source, n, j, image, r, anchor, gallery) if r.get("counterexample") else None
+        target = anchors.get((n, j))
         first = first or target
         if target and draw and pic is not None:
             r0, c0, r1, c1 = r["box"]

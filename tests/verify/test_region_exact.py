@@ -184,8 +184,7 @@ def test_bound_splitting_enumerates_leaves_over_many_values(monkeypatch: pytest.
     split route must enumerate the leaf and agree with brute force."""
     import dataclasses
 
-    import nnaudit.verify.bounds as bounds
-    from nnaudit.verify.regions import exact
+    from nnaudit.verify.regions import discrete_bab, exact
     from nnaudit.verify.regions.spec import make_family
 
     network, ort = zoo_net("digits-ffn")
@@ -198,7 +197,13 @@ def test_bound_splitting_enumerates_leaves_over_many_values(monkeypatch: pytest.
     fam = dataclasses.replace(fam, values=tuple(narrow),
                               ks=tuple(k if j in keep else k[k == 0] for j, k in enumerate(fam.ks)),
                               costs=tuple(c if j in keep else c[:1] * 0 for j, c in enumerate(fam.costs)))
-    monkeypatch.setattr(bounds, "spec_bounds", lambda lowered, lo, hi, c, d, method: np.full((len(lo), len(d)), -1.0))
+    def useless(self, boxes):  # noqa: ANN001, ANN202
+        lo, hi = self.hull(boxes)
+        width = (hi - lo)[:, self.columns()]
+        return np.full((len(boxes), 9), -1.0), np.zeros_like(width), width
+
+    monkeypatch.setattr(discrete_bab._Boxes, "bound", useless)
+    monkeypatch.setattr(discrete_bab._Boxes, "root_alpha", lambda self, steps: False)
     stats: dict = {}
     config = ExactConfig(leaf_size=64)
     out = exact._split(ctx, fam, config, __import__("time").perf_counter() + 60, stats)

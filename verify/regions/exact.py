@@ -5,16 +5,21 @@ For one image and region (a :class:`~nnaudit.verify.regions.spec.Family`):
 1. **bounds**: sound CROWN bounds (:mod:`nnaudit.verify.bounds`) of
    ``logit_c - logit_j`` over the continuous hull of the family; if every
    lower bound is positive, every grid point keeps the class: SAFE.
-2. **attack**: a discrete search for a counterexample (random members, then
-   steepest descent of the IR margin changing one value at a time).
+2. **attack**: random members, then the lattice-aware falsifier of
+   :mod:`nnaudit.verify.regions.lattice_attack` (PGD snapped to the grid,
+   coordinate search over step counts) for ``attack_share`` of the time.
    Found members are UNSAFE only when onnxruntime confirms them.
-3. **enumeration**: every member when there are at most
+3. **enumeration**: every member within the budget
+   (:mod:`nnaudit.verify.regions.members`) when there are at most
    ``max_enumeration``: SAFE when all keep the class on the float64 IR,
    UNSAFE on a confirmed member; else **bound splitting**: branch and bound
-   over the discrete family (sub-families split on their widest value range,
-   each hull bounded by CROWN, sub-families of at most ``leaf_size`` members
-   enumerated), complete for the family, for a share of the time.
-4. **smt**: one Z3 query over the discrete family (each value ``x_i`` is
+   over the discrete family (:mod:`nnaudit.verify.regions.discrete_bab`:
+   alpha-CROWN on the hull, then sub-families bounded in batches on the
+   region's cone, split on the value that loosens the bound most, leaves of
+   at most ``leaf_size`` grid points enumerated), complete for the family,
+   for ``split_share`` of the time.  ``stats["decided_by"]`` names the step.
+4. **smt**: only when the time left covers encoding the network
+   (:data:`SMT_TERM_S` per weight); one Z3 query over the discrete family (each value ``x_i`` is
    one of its clipped grid values ``clip(x0_i + k_i * step)``, a disjunction
    of equalities, with its step cost for the budget, a linear constraint; the
    network encoded exactly by
@@ -37,7 +42,7 @@ import numpy as np
 
 from nnaudit.verify.regions.check import RegionContext
 from nnaudit.verify.regions.result import RegionCounterexample, RegionVerdict
-from nnaudit.verify.regions.spec import Family, box_indices, box_size
+from nnaudit.verify.regions.spec import Family
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,11 @@ BOUND_TOL = 1e-7
 #: margin exceeds it (robust to the last-bit difference between the exact
 #: grid ``x0 + k*step`` and its float64 values)
 SMT_TOL = 1e-6
+#: seconds per network weight to build the Z3 encoding (measured 0.09-0.11 ms on a loaded 2-core machine:
+#: 45 s for mnist-net_256x4, 27 s for cifar_base_kw); Z3 is skipped when the region's time cannot cover it
+SMT_TERM_S = 1e-4
+#: the least time worth giving Z3 once the encoding is built
+SMT_MIN_SOLVE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,11 @@ class ExactConfig:
     bound_method: str = "crown"      # "crown" or "interval" bound propagation over the hull
     attack: bool = True              # try the discrete attack before enumeration / Z3
     attack_samples: int = 256        # random members evaluated by the attack
-    attack_restarts: int = 2         # steepest-descent starts (the image, then random members)
+    attack_share: float = 0.2        # share of the remaining time for the lattice attack (PGD, coordinate search)
     max_enumeration: int = 200_000   # enumerate the family when it has at most this many members
-    split_share: float = 0.5         # share of the remaining time for bound splitting before Z3
+    split_share: float = 0.9         # share of the remaining time for the discrete branch and bound before Z3
     split_batch: int = 64            # sub-families bounded at once
-    leaf_size: int = 256             # sub-families this small are enumerated instead of split
+    leaf_size: int = 16              # sub-families this small are enumerated instead of split
     enum_batch: int = 8192           # members evaluated per batch
     smt: bool = True                 # use Z3 when enumeration is too large
     smt_retries: int = 3             # re-queries after a Z3 model onnxruntime does not confirm
@@ -77,14 +87,18 @@ class Outcome:
     counterexample: RegionCounterexample | None = None
 
 
-def check_exact(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float) -> tuple[Outcome, dict]:
+def check_exact(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, *,
+                bound: dict | None = None) -> tuple[Outcome, dict]:
     """Run the routes in order until one decides or the deadline passes.
 
+    ``bound``: the hull bound already computed for this family in a batch
+    (:meth:`nnaudit.verify.regions.batch.BatchBounds.stats`, with the same
+    ``config.bound_method``); None: the bounds route computes it.
     Returns the deciding :class:`Outcome` (or an UNKNOWN one whose ``note``
     lists what every route covered) and counters.
     """
     notes: list[str] = []
-    stats: dict = {}
+    stats: dict = dict(bound or {})
     routes = [_bounds]
     if config.attack:
         routes.append(_attack)
@@ -103,17 +117,14 @@ def check_exact(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: 
 
 
 def _bounds(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
-    from nnaudit.verify.bounds import spec_bounds
+    """SAFE when the CROWN (or interval) bound of every ``logit_c - logit_j`` over the family's hull is
+    positive; the bound comes from a batch (``stats["bound_margin"]``) or is computed here, on the
+    region's cone of influence (:func:`nnaudit.verify.regions.batch.hull_margins`)."""
+    from nnaudit.verify.regions.batch import hull_margins
 
-    n_out = ctx.network.output_size
-    others = [j for j in range(n_out) if j != ctx.label]
-    c = np.zeros((len(others), n_out))
-    c[:, ctx.label] = 1.0
-    c[np.arange(len(others)), others] = -1.0
-    lo, hi = fam.hull()
-    low = spec_bounds(ctx.lowered, lo[None], hi[None], c, np.zeros(len(others)), method=config.bound_method)[0]
-    worst = float(low.min())
-    stats["bound_margin"] = worst
+    if "bound_margin" not in stats:
+        stats.update(hull_margins([ctx], [fam], method=config.bound_method).stats(0))
+    worst = float(stats["bound_margin"])
     if worst > BOUND_TOL:
         return Outcome(RegionVerdict.SAFE, "bounds", f"{config.bound_method} bounds over the hull: margin >= {worst:.4g}")
     return Outcome(None, "bounds", f"bounds: not proved over the hull (margin lower bound {worst:.3g})")
@@ -129,10 +140,14 @@ def _confirm_sorted(ctx: RegionContext, xs: np.ndarray, margins: np.ndarray) -> 
 
 
 def _attack(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
+    """Random members (float64 IR), then the lattice-aware falsifier
+    (:mod:`nnaudit.verify.regions.lattice_attack`) for ``attack_share`` of the remaining time;
+    UNSAFE only for a member onnxruntime confirms."""
+    from nnaudit.verify.regions.lattice_attack import LatticeConfig, lattice_attack
+
     rng = np.random.default_rng(config.seed)
-    p = len(fam.pixels)
     radix = np.array([len(v) for v in fam.values])
-    idx = rng.integers(0, radix, size=(config.attack_samples, p))
+    idx = rng.integers(0, radix, size=(config.attack_samples, len(radix)))
     if fam.budget is not None:
         idx = idx[fam.index_cost(idx) <= fam.budget]
     xs = fam.from_indices(idx)
@@ -140,52 +155,41 @@ def _attack(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: floa
     if tried:
         cex, _ = _confirm_sorted(ctx, xs, ctx.margins(xs))
         if cex is not None:
+            stats.update(attack_tried=tried, decided_by="attack: random member")
             return Outcome(RegionVerdict.UNSAFE, "attack", "random member", cex)
-    zero = np.array([[int(np.flatnonzero(k == 0)[0]) for k in fam.ks]])
-    starts = [zero[0]] + [idx[i] for i in range(min(config.attack_restarts - 1, len(idx)))]
-    for start in starts:
-        cur = start.copy()
-        cur_m = float(ctx.margins(fam.from_indices(cur[None]))[0])
-        for _ in range(int(radix.sum())):
-            if time.perf_counter() >= deadline:
-                break
-            neigh = np.repeat(cur[None], int(radix.sum()), axis=0)
-            col = np.repeat(np.arange(p), radix)
-            neigh[np.arange(len(neigh)), col] = np.concatenate([np.arange(r) for r in radix])
-            if fam.budget is not None:
-                neigh = neigh[fam.index_cost(neigh) <= fam.budget]
-            if len(neigh) == 0:
-                break
-            m = ctx.margins(fam.from_indices(neigh))
-            tried += len(neigh)
-            best = int(np.argmin(m))
-            if m[best] >= cur_m:
-                break
-            cur, cur_m = neigh[best], float(m[best])
-            if cur_m <= 0:
-                cex = ctx.confirm(fam.from_indices(cur[None]))
-                if cex is not None:
-                    return Outcome(RegionVerdict.UNSAFE, "attack", "steepest descent", cex)
-                break
-    stats["attack_tried"] = tried
-    return Outcome(None, "attack", f"attack: {tried} members tried, none confirmed unsafe")
+    stop = time.perf_counter() + config.attack_share * (deadline - time.perf_counter())
+    found = lattice_attack(ctx, fam, LatticeConfig(), stop, seed=config.seed)
+    stats["attack_tried"] = tried + found.tried
+    if found.counterexample is not None:
+        stats["decided_by"] = f"attack: {found.how}"
+        return Outcome(RegionVerdict.UNSAFE, "attack", found.how, found.counterexample)
+    return Outcome(None, "attack", f"attack: {stats['attack_tried']} members tried, none confirmed unsafe")
 
 
 def _enumerate(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
-    total = fam.raw_count
+    """Every member within the budget (:func:`~nnaudit.verify.regions.members.member_indices`)
+    when there are at most ``max_enumeration``; the deadline is checked between batches."""
+    from nnaudit.verify.regions.members import count_text, member_indices
+
+    total = fam.count()   # budget included; an exact Python int, possibly huge
     if total > config.max_enumeration:
-        return Outcome(None, "enumeration", f"enumeration: skipped ({total:.3g} grid points > {config.max_enumeration})")
-    done, seen, unconfirmed = 0, 0, 0
-    for done, xs in fam.batches(config.enum_batch):
-        seen += len(xs)
-        if len(xs):
-            cex, n_bad = _confirm_sorted(ctx, xs, ctx.margins(xs))
-            if cex is not None:
-                return Outcome(RegionVerdict.UNSAFE, "enumeration", f"{seen} members enumerated", cex)
-            unconfirmed += n_bad
-        if time.perf_counter() >= deadline and done < total:
+        return Outcome(None, "enumeration",
+                       f"enumeration: skipped ({count_text(total)} members > {config.max_enumeration})")
+    probe = time.perf_counter()
+    ctx.margins(np.broadcast_to(fam.x0, (16, fam.x0.size)))
+    per_member = max(1e-9, (time.perf_counter() - probe) / 16)
+    batch = int(min(config.enum_batch, max(16, 0.25 / per_member)))   # about a quarter second per batch
+    seen, unconfirmed = 0, 0
+    for idx in member_indices(fam, batch):
+        if time.perf_counter() >= deadline:
             stats["enumerated"] = seen
-            return Outcome(None, "enumeration", f"enumeration: {done} of {total} grid points checked, none unsafe")
+            return Outcome(None, "enumeration", f"enumeration: {seen} of {total} members checked, none unsafe")
+        xs = fam.from_indices(idx)
+        seen += len(xs)
+        cex, n_bad = _confirm_sorted(ctx, xs, ctx.margins(xs))
+        if cex is not None:
+            return Outcome(RegionVerdict.UNSAFE, "enumeration", f"{seen} members enumerated", cex)
+        unconfirmed += n_bad
     stats["enumerated"] = seen
     if unconfirmed:
         return Outcome(RegionVerdict.UNKNOWN, "enumeration",
@@ -195,61 +199,26 @@ def _enumerate(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: f
 
 
 def _split(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
-    """Branch and bound over the discrete family: bound each sub-family's hull
-    (batched CROWN), split unproved ones on the value with the widest range,
-    enumerate sub-families of at most ``leaf_size`` members."""
-    from nnaudit.verify.bounds import spec_bounds
+    """Branch and bound over the discrete family (:mod:`nnaudit.verify.regions.discrete_bab`)
+    for ``split_share`` of the remaining time."""
+    from nnaudit.verify.regions.discrete_bab import BabConfig, discrete_bab
 
     stop = time.perf_counter() + config.split_share * (deadline - time.perf_counter())
-    n_out = ctx.network.output_size
-    others = [j for j in range(n_out) if j != ctx.label]
-    c = np.zeros((len(others), n_out))
-    c[:, ctx.label] = 1.0
-    c[np.arange(len(others)), others] = -1.0
-    radix = np.array([len(v) for v in fam.values])
-    queue = [(np.zeros(len(radix), dtype=np.int64), radix - 1)]   # inclusive index ranges per value
-    proved = enumerated = unconfirmed = 0
-    while queue:
-        if time.perf_counter() >= stop:
-            stats.update(split_proved=proved, split_enumerated=enumerated)
-            return Outcome(None, "bounds", f"bound splitting: {proved} sub-families proved, {enumerated} members "
-                           f"enumerated, {len(queue)} sub-families left")
-        batch, queue = queue[: config.split_batch], queue[config.split_batch:]
-        lo = np.broadcast_to(fam.x0, (len(batch), fam.x0.size)).copy()
-        hi = lo.copy()
-        for d, (a, b) in enumerate(batch):
-            lo[d, fam.pixels] = [v[i] for v, i in zip(fam.values, a)]
-            hi[d, fam.pixels] = [v[i] for v, i in zip(fam.values, b)]
-        ok = spec_bounds(ctx.lowered, lo, hi, c, np.zeros(len(others)), method=config.bound_method).min(axis=1) > BOUND_TOL
-        proved += int(ok.sum())
-        for d in np.flatnonzero(~ok):
-            a, b = batch[d]
-            if box_size(a, b) <= config.leaf_size:   # exact int: an int64 product could wrap
-                idx = box_indices(a, b)
-                if fam.budget is not None:
-                    idx = idx[fam.index_cost(idx) <= fam.budget]
-                xs = fam.from_indices(idx)
-                enumerated += len(xs)
-                if len(xs):
-                    cex, n_bad = _confirm_sorted(ctx, xs, ctx.margins(xs))
-                    if cex is not None:
-                        return Outcome(RegionVerdict.UNSAFE, "enumeration", "bound splitting, leaf enumeration", cex)
-                    unconfirmed += n_bad
-                continue
-            width = np.array([v[j] - v[i] for v, i, j in zip(fam.values, a, b)])
-            p = int(np.argmax(width))
-            mid = (a[p] + b[p]) // 2
-            b1, a2 = b.copy(), a.copy()
-            b1[p], a2[p] = mid, mid + 1
-            queue += [(a, b1), (a2, b)]
-    stats.update(split_proved=proved, split_enumerated=enumerated)
-    if unconfirmed:
+    res = discrete_bab(ctx, fam, BabConfig(batch=config.split_batch, leaf_size=config.leaf_size,
+                                           bound_method=config.bound_method), stop)
+    stats.update(split_proved=res.proved, split_enumerated=res.enumerated)
+    done = f"{res.proved} sub-families proved by bounds, {res.enumerated} members enumerated"
+    if res.counterexample is not None:
+        stats["decided_by"] = "discrete branch and bound (leaf)"
+        return Outcome(RegionVerdict.UNSAFE, "enumeration", "bound splitting, leaf enumeration", res.counterexample)
+    if res.unconfirmed and not res.left:
         return Outcome(RegionVerdict.UNKNOWN, "enumeration",
-                       f"bound splitting: {unconfirmed} member(s) change the class on the float64 IR but not in "
-                       "onnxruntime (a near-tie); neither safe nor a confirmed counterexample")
-    route = "bounds" if enumerated == 0 else "enumeration"
-    return Outcome(RegionVerdict.SAFE, route, f"bound splitting: {proved} sub-families proved by bounds, "
-                   f"{enumerated} members enumerated")
+                       f"bound splitting: {res.unconfirmed} member(s) change the class on the float64 IR but not "
+                       "in onnxruntime (a near-tie); neither safe nor a confirmed counterexample")
+    if not res.safe:
+        return Outcome(None, "bounds", f"bound splitting: {done}, {res.left} sub-families left")
+    stats["decided_by"] = "discrete branch and bound"
+    return Outcome(RegionVerdict.SAFE, "bounds" if res.enumerated == 0 else "enumeration", f"bound splitting: {done}")
 
 
 def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
@@ -258,6 +227,9 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
     from nnaudit.verify.encode import encode_network
     from nnaudit.verify.smt import SmtStatus, real, solve
 
+    left, build = deadline - time.perf_counter(), _encoding_cost_s(ctx.lowered)
+    if left < build + SMT_MIN_SOLVE_S:
+        return Outcome(None, "smt", f"z3: skipped ({left:.1f}s left, encoding the network takes about {build:.1f}s)")
     xs = [z3.Real(f"x{j}") for j in range(len(fam.pixels))]
     x_vars = [real(v) for v in fam.x0]
     cons, costs = [], []
@@ -274,7 +246,8 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
     cons += net_cons
     tol = real(SMT_TOL)
     cons.append(z3.Or([outs[j] >= outs[ctx.label] - tol for j in range(len(outs)) if j != ctx.label]))
-    calls, z3_time = 0, 0.0
+    if time.perf_counter() >= deadline:
+        return Outcome(None, "smt", "z3: the time ran out while encoding the network")
     box = [c for j, vals in enumerate(fam.values) for c in (xs[j] >= real(vals[0]), xs[j] <= real(vals[-1]))]
     hull = solve(net_cons + box + [cons[-1]], timeout_s=(deadline - time.perf_counter()) / 2, logic="QF_LRA")
     calls, z3_time = 1, hull.time_s
@@ -303,6 +276,13 @@ def _smt(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, 
                    f"z3 found {config.smt_retries + 1} member(s) that change the class in exact arithmetic but "
                    "not in onnxruntime (near-ties); neither safe nor a confirmed counterexample")
 
+
+
+def _encoding_cost_s(lowered: Any) -> float:
+    """A pessimistic estimate of the seconds :func:`~nnaudit.verify.encode.encode_network` takes
+    (one Z3 term per non-zero weight, :data:`SMT_TERM_S` each)."""
+    nnz = sum(int(np.count_nonzero(m)) for node in lowered.nodes for m in node.pre.mats.values())
+    return SMT_TERM_S * (nnz + sum(int(np.count_nonzero(m)) for m in lowered.output.mats.values()))
 
 
 def _nearest_indices(fam: Family, values: np.ndarray) -> np.ndarray:
