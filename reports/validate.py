@@ -264,7 +264,8 @@ IMAGE = Obj({
 }, required=("shape", "x", "regions"),
     extra=_both(_flat_matches_shape("x", "shape"), _region_counterexample_length))
 REGIONS = {"manipulation": ANY, "grid": Nullable(INTS), "patch": ANY, "methods": Nullable(STRS),
-           "region_channels": Nullable(Enum(("all", "each"))), "images": ListOf(IMAGE)}
+           "region_channels": Nullable(Enum(("all", "each"))),
+           "bounds": Nullable(Obj({"chunk": INT, "mode": Nullable(Enum(("cone", "full")))})), "images": ListOf(IMAGE)}
 REGIONS_REQUIRED = ("images",)
 
 # ---------------------------------------------------------------- adapt

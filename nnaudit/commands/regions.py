@@ -47,6 +47,12 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--dlv-dims", type=int, default=3, show_default=True, help="DLV: dimensions per feature (featureDims).")
 @click.option("--dlv-mode", type=click.Choice(["corners", "line", "point"]), default="corners", show_default=True,
               help="DLV: enumeration of each feature's ladder points.")
+@click.option("--dlv-search", type=click.Choice(["path", "single"]), default="path", show_default=True,
+              help="DLV: compose features along paths, best-first, or try each feature alone.")
+@click.option("--dlv-heuristic", type=click.Choice(["activation", "derivative"]), default="derivative",
+              show_default=True, help="DLV: ranking of features (heuristics).")
+@click.option("--dlv-depth", type=int, default=64, show_default=True,
+              help="DLV: features composed along a path at most (--dlv-search path).")
 @click.option("--dlv-all", is_flag=True, help="DLV: collect all adversarial examples instead of stopping at the first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the discrete attack.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
@@ -131,6 +137,9 @@ class RegionsOptions:
     std: str | None = None    # --std
     region_channels: str = "all"      # --region-channels all|each (RegionChannels)
     image_shape: str | None = None    # --image-shape HxW|CxHxW (None: from the model's input)
+    dlv_search: str = "path"          # --dlv-search path|single (DLVSearch)
+    dlv_heuristic: str = "derivative"  # --dlv-heuristic activation|derivative (Heuristic)
+    dlv_depth: int = 64               # --dlv-depth N
 
     def check(self) -> None:
         """Options that exclude or need each other; SpecError/ConfigError before any work."""
@@ -161,7 +170,8 @@ class RegionsOptions:
         from nnaudit.verify.regions.exact import ExactConfig
 
         dlv = DLVConfig(layer=self.dlv_layer, num_features=self.dlv_features, feature_dims=self.dlv_dims,
-                        mode=self.dlv_mode, exit_when="all" if self.dlv_all else "first")
+                        mode=self.dlv_mode, exit_when="all" if self.dlv_all else "first", search=self.dlv_search,
+                        heuristic=self.dlv_heuristic, depth=self.dlv_depth)
         return RegionConfig(timeout_per_region=self.timeout_per_region, exact=replace(ExactConfig(), seed=self.seed),
                             dlv=dlv)
 

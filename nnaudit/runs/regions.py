@@ -19,7 +19,7 @@ import numpy as np
 
 from nnaudit.errors import DataError
 from nnaudit.runs.record import Record, finish, open_document, save
-from nnaudit.verify.regions.api import RegionConfig, method_list, resolve_regions
+from nnaudit.verify.regions.api import RegionConfig, bound_batching, method_list, resolve_regions
 from nnaudit.verify.regions.result import ImageResult, RegionResult
 from nnaudit.verify.regions.run import RunListener, RunPlan, check_images, image_shape
 from nnaudit.verify.regions.layout import ImageLayout, RegionChannels, layout_of
@@ -97,7 +97,7 @@ def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | Regi
     check_range(network, x, plan)
     body = {"manipulation": plan.manipulation.to_dict(), "grid": None if plan.grid is None else list(plan.grid),
             "patch": plan.patch, "methods": method_list(plan.method), "region_channels": plan.channels.value,
-            "images": []}
+            "bounds": bound_batching(network, plan.method), "images": []}
     doc, saved = open_document("regions", network, record, body=body)
     recorder = _Recorder(doc, record, plan, _Blank(network, x, y, plan.layout), progress,
                          previous={int(im["index"]): im for im in (saved or {}).get("images", [])})

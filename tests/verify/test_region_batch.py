@@ -185,3 +185,19 @@ def test_maxpool_network_is_bounded_whole(tmp_path: Path) -> None:
     assert got.mode == "full" and got.passes == 1
     np.testing.assert_allclose(got.margins, [one_at_a_time(ctx, f) for f in fams], rtol=1e-9, atol=1e-9)
     assert set(got.stats(0)) >= {"bound_margin", "bound_batch", "bound_chunk", "bound_passes", "bound_share_s"}
+
+
+def test_bound_mode_says_beforehand_what_hull_margins_does(tmp_path: Path) -> None:
+    from nnaudit.verify.regions.api import BOUND_BATCH, bound_batching
+    from nnaudit.verify.regions.batch import bound_mode
+
+    conv, ort = net_of("conv", 0, str(tmp_path))
+    (maxpool,) = net_of_maxpool(tmp_path)
+    for net, x, want in ((conv, np.full(100, 0.5, dtype=np.float32), "cone"),
+                         (maxpool, np.full(36, 0.5, dtype=np.float32), "full")):
+        ctx = make_context(net, x)
+        fam = make_family(ctx.x0, np.array([3]), Manipulation(step=0.1, steps=1))
+        assert bound_mode(ctx.lowered) == hull_margins([ctx], [fam]).mode == want
+        assert bound_batching(net, "both") == {"chunk": BOUND_BATCH, "mode": want}
+    assert bound_mode(make_context(conv, np.full(100, 0.5, dtype=np.float32)).lowered, "full") == "full"
+    assert bound_batching(conv, "dlv") is None

@@ -150,3 +150,62 @@ def test_channels_last_data_for_a_channels_first_model_is_refused(colour_files, 
     res = CliRunner().invoke(cli, ["regions", str(model), "--data", str(hwc)])
     assert res.exit_code == 2 and "shaped (4, 4, 3) but the network reads images shaped (3, 4, 4)" in res.output
     assert "x.transpose(0, 3, 1, 2)" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+DLV = ["--data", "digits", "--limit", "1", "--grid", "2x2", "--step", "0.05", "--steps", "1",
+       "--timeout-per-region", "2", "--method", "dlv"]
+
+
+def test_dlv_search_heuristic_and_depth_reach_the_config_and_the_settings(tmp_path: Path) -> None:
+    out = tmp_path / "d.json"
+    res = invoke(*DLV, "--dlv-search", "single", "--dlv-heuristic", "activation", "--dlv-depth", "3",
+                 "--json", str(out))
+    assert res.exit_code in (0, 1, 3), res.output
+    dlv = json.loads(out.read_text())["settings"]["dlv"]
+    assert (dlv["search"], dlv["heuristic"], dlv["depth"]) == ("single", "activation", 3)
+    bad = invoke(*DLV, "--dlv-search", "single", "--dlv-heuristic", "activation", "--dlv-depth", "4",
+                 "--json", str(out), "--resume")
+    assert bad.exit_code == 2 and "settings differ in dlv" in bad.output, bad.output
+
+
+def test_dlv_options_default_to_the_config_and_offer_its_enum_values() -> None:
+    import click
+
+    from nnaudit.commands.regions import RegionsOptions, command
+    from nnaudit.verify.regions.dlv_config import DLVConfig, DLVSearch, Heuristic
+
+    params = {p.name: p for p in command.params}
+    assert list(params["dlv_search"].type.choices) == [m.value for m in DLVSearch]
+    assert list(params["dlv_heuristic"].type.choices) == [m.value for m in Heuristic]
+    ctx = click.Context(command)
+    defaults = {p.name: p.get_default(ctx) for p in command.params if p.name != "model"}
+    got = RegionsOptions(**defaults).config().dlv
+    assert got == DLVConfig(layer=got.layer, num_features=got.num_features, feature_dims=got.feature_dims)
+    assert (got.search, got.heuristic, got.depth) == (DLVConfig().search, DLVConfig().heuristic, DLVConfig().depth)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dlv-search", "tree"], "--dlv-search"),
+    (["--dlv-heuristic", "random"], "--dlv-heuristic"),
+    (["--dlv-depth", "x"], "--dlv-depth"),
+    (["--dlv-depth", "0"], "depth"),
+])
+def test_bad_dlv_options_exit_2(args: list[str], message: str) -> None:
+    res = invoke(*DLV, *args)
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_the_json_records_how_the_bounds_were_batched(tmp_path: Path) -> None:
+    from nnaudit.reports.validate import problems
+    from nnaudit.verify.regions.api import BOUND_BATCH
+
+    out = tmp_path / "b.json"
+    res = invoke(*BASE, "--limit", "1", "--json", str(out))
+    assert res.exit_code in (0, 1, 3), res.output
+    doc = json.loads(out.read_text())
+    assert doc["bounds"] == {"chunk": BOUND_BATCH, "mode": "full"}   # digits-ffn: 64 inputs, bounded whole
+    assert not any(k.startswith("bound") for k in doc["settings"]) and problems(doc) == []
+    assert problems(dict(doc, bounds={"chunk": "32", "mode": "tiles"})) != []
+    dlv = tmp_path / "d.json"
+    invoke(*DLV, "--json", str(dlv))
+    assert json.loads(dlv.read_text())["bounds"] is None

@@ -38,7 +38,7 @@ import numpy as np
 
 from nnaudit.errors import SpecError
 from nnaudit.verify.regions.dlv import DLVConfig, check_dlv
-from nnaudit.verify.regions.batch import hull_margins
+from nnaudit.verify.regions.batch import bound_mode, hull_margins
 from nnaudit.verify.regions.check import RegionContext, make_context
 from nnaudit.verify.regions.exact import ExactConfig, check_exact
 from nnaudit.verify.regions.result import ImageResult, RegionResult, RegionVerdict
@@ -72,6 +72,17 @@ def method_list(method: str) -> list[str]:
     if method not in METHODS:
         raise SpecError(f"regions: expected method one of {', '.join(METHODS)}, got {method!r}")
     return ["exact", "dlv"] if method == "both" else [method]
+
+
+def bound_batching(network: Any, method: str) -> dict[str, Any] | None:
+    """How the bounds route of ``method`` batches the regions of one image on ``network`` (a Network):
+    ``chunk``, the most boxes per bound pass (:data:`BOUND_BATCH`), and ``mode``, ``"cone"`` or
+    ``"full"`` (:func:`~nnaudit.verify.regions.batch.bound_mode`); None when ``method`` runs no bounds."""
+    from nnaudit.networks.lower import lower
+
+    if "exact" not in method_list(method):
+        return None
+    return {"chunk": BOUND_BATCH, "mode": bound_mode(lower(network))}
 
 
 def resolve_regions(layout: ImageLayout, regions: Sequence[ImageRegion] | str | np.ndarray,

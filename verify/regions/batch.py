@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,11 +97,7 @@ def hull_margins(ctxs: Sequence[RegionContext], fams: Sequence[Family], *, metho
     passes = 0
     if not fams:
         return BatchBounds(margins, 0, 0, mode, 0.0)
-    low = ctxs[0].lowered
-    elementwise = all(n.kind in ELEMENTWISE for n in low.nodes)
-    if mode == "cone" and not elementwise:
-        raise ValueError("expected a network of elementwise nodes (relu, sigmoid, tanh) for mode 'cone'")
-    if mode == "cone" or (mode == "auto" and elementwise and low.input_size > FULL_INPUTS):
+    if bound_mode(ctxs[0].lowered, mode) == "cone":
         groups: dict[bytes, list[int]] = {}
         for i, fam in enumerate(fams):
             groups.setdefault(np.asarray(fam.pixels, dtype=np.int64).tobytes(), []).append(i)
@@ -117,6 +114,18 @@ def hull_margins(ctxs: Sequence[RegionContext], fams: Sequence[Family], *, metho
             passes += 1
         mode = "full"
     return BatchBounds(margins, passes, min(chunk, len(fams)), mode, time.perf_counter() - start)
+
+
+def bound_mode(lowered: Any, mode: str = "auto") -> str:
+    """``"cone"`` or ``"full"``: how :func:`hull_margins` bounds families of the lowered network
+    ``lowered`` in ``mode`` (``"auto"``: the cone unless the module docstring says otherwise);
+    ValueError for ``"cone"`` on a network with non-elementwise nodes."""
+    elementwise = all(n.kind in ELEMENTWISE for n in lowered.nodes)
+    if mode == "cone" and not elementwise:
+        raise ValueError("expected a network of elementwise nodes (relu, sigmoid, tanh) for mode 'cone'")
+    if mode == "cone" or (mode == "auto" and elementwise and lowered.input_size > FULL_INPUTS):
+        return "cone"
+    return "full"
 
 
 def _specs(ctxs: Sequence[RegionContext]) -> tuple[np.ndarray, np.ndarray]:
