@@ -35,7 +35,7 @@ class OnnxRuntimeModel:
         opts.log_severity_level = 3
         self.path = None if isinstance(path, bytes) else Path(path)  # None: a model given as bytes
         model = path if isinstance(path, bytes) else str(path)
-        self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = _session(ort, model, opts)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = _ORT_TYPES.get(inp.type, np.float32)
@@ -60,6 +60,18 @@ class OnnxRuntimeModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Arg-max class per sample, ``(B,)``."""
         return self.run(x).argmax(axis=1)
+
+
+def _session(ort: Any, model: str | bytes, opts: Any) -> Any:
+    """An onnxruntime session, or :class:`ModelLoadError` naming the file and onnxruntime's reason."""
+    from nnaudit.errors import ModelLoadError
+
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (pybind) exception types
+        where = "the model (given as bytes)" if isinstance(model, bytes) else model
+        reason = " ".join(str(exc).split())
+        raise ModelLoadError(f"{where}: onnxruntime cannot load the model: {reason}") from exc
 
 
 def reference(network: Any, *, threads: int = 1) -> OnnxRuntimeModel:

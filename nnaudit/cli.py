@@ -6,7 +6,8 @@ as a module-level ``command`` and is imported only when it is invoked, so
 ``nnaudit --help`` stays fast and does not import torch or z3.
 
 Exit codes: 0 ok (for ``verify``: holds), 1 a requirement or property
-failed (``verify``: violated), 2 bad input or usage, 3 unknown/timeout.
+failed (``verify``: violated), 2 bad input or usage, 3 unknown/timeout,
+4 internal error (a bug: an exception that is not an ``NnauditError``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ Exit codes:
   1  a check failed (verify: the property is violated)
   2  bad input or usage
   3  unknown or timeout
+  4  internal error (a bug: please report it)
 """
+
+#: exit code of an unexpected exception (a bug), see :meth:`LazyGroup.invoke`
+INTERNAL_ERROR_EXIT = 4
 
 
 class LazyGroup(click.Group):
@@ -66,6 +71,13 @@ class LazyGroup(click.Group):
         except NnauditError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one top-level guard: a bug gets one line, not a traceback
+            logging.getLogger(__name__).debug("internal error", exc_info=True)
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (please report this with the command line)",
+                       err=True)
+            ctx.exit(INTERNAL_ERROR_EXIT)
 
 
 @dataclass

@@ -263,6 +263,7 @@ def _and(left: list[list[tuple]], right: list[list[tuple]], p: _Parser, where: _
 def _group(terms: list[list[tuple]], n_in: int, n_out: int, p: _Parser, name: str) -> Property:
     """Turn DNF terms into (box, region) cases, merging terms with equal boxes."""
     cases: dict[tuple, tuple[Box, list]] = {}
+    empty: str | None = None  # the first empty input box, described for the error when every box is empty
     for term in terms:
         lo, hi = np.full(n_in, -np.inf), np.full(n_in, np.inf)
         rows: list[tuple[np.ndarray, float]] = []
@@ -288,6 +289,7 @@ def _group(terms: list[list[tuple]], n_in: int, n_out: int, p: _Parser, name: st
                     row[i] = c
                 rows.append((row, const))
         if const_false or np.any(lo > hi):
+            empty = empty or _empty_box(lo, hi)
             continue  # an empty case: no input satisfies it
         free = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
         if free.size:
@@ -301,4 +303,16 @@ def _group(terms: list[list[tuple]], n_in: int, n_out: int, p: _Parser, name: st
         cases[key][1].append((c, d))
     if not terms:
         raise SpecError(f"{p.source}: no assert found")
+    if not cases and empty:
+        raise SpecError(f"{p.source}: no input satisfies the input constraints ({empty}); "
+                        f"expected lower <= upper for every X_i")
     return Property(tuple((box, Region(tuple(disj))) for box, disj in cases.values()), name)
+
+
+def _empty_box(lo: np.ndarray, hi: np.ndarray) -> str:
+    """Why an input box is empty: its first variable with lower > upper, or a constant-false constraint."""
+    bad = np.flatnonzero(lo > hi)
+    if not bad.size:
+        return "a constant input constraint is false"
+    i = int(bad[0])
+    return f"X_{i} has lower bound {lo[i]:g} > upper bound {hi[i]:g}"

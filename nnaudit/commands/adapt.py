@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from nnaudit.commands.types import OUTPUT_FILE
+
 TASKS = ("moons", "digits-m")
 
 
@@ -33,9 +35,9 @@ TASKS = ("moons", "digits-m")
 @click.option("--invert", is_flag=True, help="digits-m: also invert the target images.")
 @click.option("--rotate", type=float, default=0.0, show_default=True, help="digits-m: rotate target images by up to this many degrees.")
 @click.option("--noise", type=float, default=0.0, show_default=True, help="digits-m: add Gaussian noise of this std to the target.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the adapted model (ONNX).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the run record (adapt result JSON) here.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint file [default: OUT.ckpt].")
+@click.option("--out", required=True, type=OUTPUT_FILE, help="Where to write the adapted model (ONNX).")
+@click.option("--json", "json_path", type=OUTPUT_FILE, help="Write the run record (adapt result JSON) here.")
+@click.option("--checkpoint", type=OUTPUT_FILE, help="Checkpoint file [default: OUT.ckpt].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 def command(**opts: Any) -> None:
     """Domain-adversarial training (DANN, Ganin et al. 2016) of a classifier on

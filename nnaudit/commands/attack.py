@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nnaudit.commands import normalisation
+from nnaudit.commands.types import COUNT, OUTPUT_FILE, WORKERS
 from nnaudit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,11 +55,11 @@ def _options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (random starts); same seed, same result on CPU.")
 @click.option("--batch-size", default=256, show_default=True, help="Samples attacked together.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest for small networks).")
-@click.option("--limit", type=int, default=None, help="Use only the first N samples.")
+@click.option("--threads", type=WORKERS, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest for small networks).")
+@click.option("--limit", type=COUNT, default=None, help="Use only the first N samples.")
 @click.option("--set", "settings", multiple=True, metavar="ATTACK.OPTION=VALUE", help="Attack option, e.g. pgd.steps=100 or cw.binary_search_steps=9 (repeatable).")
 @click.option("--examples", default=4, show_default=True, help="Adversarial examples per eps kept in the JSON gallery.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result document here (updated after each attack).")
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None, help="Write the result document here (updated after each attack).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --json, skipping finished attacks.")
 @normalisation.options()
 def command(model: str, **options: Any) -> None:

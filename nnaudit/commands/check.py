@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nnaudit.commands.types import SECONDS
 from nnaudit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +36,7 @@ Exit codes:
               help="Write JUnit XML (one testcase per check) for CI dashboards.")
 @click.option("--unknown-is-failure", is_flag=True, help="Inconclusive checks fail (exit 1) instead of exit 3.")
 @click.option("--device", default=None, help="Override every check's device (cpu, cuda, cuda:N, auto).")
-@click.option("--timeout", type=float, default=None, help="Override every check's timeout (seconds per property/region).")
+@click.option("--timeout", type=SECONDS, default=None, help="Override every check's timeout (seconds per property/region).")
 @click.option("--only", multiple=True, metavar="NAME", help="Run only the named check (repeatable).")
 def command(config_path: str | None, report_path: str | None, json_path: str | None, junit_path: str | None,
             unknown_is_failure: bool, device: str | None, timeout: float | None, only: tuple[str, ...]) -> None:

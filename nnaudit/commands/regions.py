@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nnaudit.commands import normalisation
+from nnaudit.commands.types import COUNT, OUTPUT_FILE, SECONDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnaudit.verify.regions.api import RegionConfig
@@ -25,7 +26,7 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.command("regions", epilog=EPILOG)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, help="Images: a bundled set (digits) or an .npz with arrays x and y.")
-@click.option("--limit", type=int, default=None, help="Check only the first N images.")
+@click.option("--limit", type=COUNT, default=None, help="Check only the first N images.")
 @click.option("--start", type=int, default=0, show_default=True, help="Index of the first image.")
 @click.option("--grid", default=None, help="Regions: a ROWSxCOLS grid, e.g. 4x4 (default 4x4 unless --patch/--whole).")
 @click.option("--patch", type=int, default=None, help="Regions: non-overlapping PATCH x PATCH squares.")
@@ -41,7 +42,7 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--budget-l0", type=int, default=None, help="Keep members changing at most this many values.")
 @click.option("--method", type=click.Choice(["exact", "dlv", "both"]), default="exact", show_default=True,
               help="exact: bounds / Z3 / enumeration; dlv: the paper's layer-by-layer search; both.")
-@click.option("--timeout-per-region", type=float, default=10.0, show_default=True, help="Seconds per region and method.")
+@click.option("--timeout-per-region", type=SECONDS, default=10.0, show_default=True, help="Seconds per region and method.")
 @click.option("--dlv-layer", type=int, default=1, show_default=True, help="DLV: layer to manipulate (0 = input).")
 @click.option("--dlv-features", type=int, default=4, show_default=True, help="DLV: number of features (numOfFeatures).")
 @click.option("--dlv-dims", type=int, default=3, show_default=True, help="DLV: dimensions per feature (featureDims).")
@@ -55,7 +56,7 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
               help="DLV: features composed along a path at most (--dlv-search path).")
 @click.option("--dlv-all", is_flag=True, help="DLV: collect all adversarial examples instead of stopping at the first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the discrete attack.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None, help="Write the result JSON here.")
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --json (same model and settings).")
 @click.option("--maps", type=click.Path(file_okay=False), default=None, help="Write a safety-map PNG per image here.")
 @normalisation.options()

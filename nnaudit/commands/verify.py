@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nnaudit.commands import normalisation
+from nnaudit.commands.types import OUTPUT_FILE, SECONDS, WORKERS
 from nnaudit.errors import NnauditError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,11 +28,11 @@ VERIFY_MEAN_HELP = ("Input normalisation as part of the model, per input channel
 @click.command("verify", epilog="Exit codes: 0 holds, 1 violated, 3 unknown/timeout, 2 bad input.")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
-@click.option("--timeout", "timeout", default=60.0, show_default=True, help="Wall-clock limit in seconds.")
-@click.option("--result-file", type=click.Path(dir_okay=False), help="Write the verdict in the VNN-COMP result format.")
+@click.option("--timeout", "timeout", type=SECONDS, default=60.0, show_default=True, help="Wall-clock limit in seconds.")
+@click.option("--result-file", type=OUTPUT_FILE, help="Write the verdict in the VNN-COMP result format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result document instead of a summary.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the JSON result document to this file.")
-@click.option("--workers", default=None, type=int, help="Processes: one search shares its sub-domains among them (ReLU or input splitting), Z3 leaves are decided in parallel (default: all cores).")
+@click.option("--output", "-o", type=OUTPUT_FILE, help="Also write the JSON result document to this file.")
+@click.option("--workers", default=None, type=WORKERS, help="Processes: one search shares its sub-domains among them (ReLU or input splitting), Z3 leaves are decided in parallel (default: all cores).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--alpha-steps", default=0, show_default=True, help="Optimise lower ReLU slopes (alpha-CROWN) for this many steps per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when stderr is a terminal).")
