@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import click
 
-from nnaudit.errors import NnauditError
+from nnaudit.errors import NnauditError, Terminated
 
 #: subcommand name -> one-line help (shown without importing the command)
 COMMANDS: dict[str, str] = {
@@ -71,6 +72,9 @@ class LazyGroup(click.Group):
         except NnauditError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except Terminated:
+            click.echo("\nterminated (SIGTERM); results finished so far were kept", err=True)
+            ctx.exit(Terminated.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the one top-level guard: a bug gets one line, not a traceback
@@ -103,7 +107,22 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    _handle_sigterm()
     cli.main(args=argv, prog_name="nnaudit", obj=CliContext(process_start=time.monotonic() - _process_age()))
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt), once: a second one kills."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
+
+
+def _handle_sigterm() -> None:
+    """Handle SIGTERM like Ctrl-C (partial results are written), then exit 143."""
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave the default
+        pass
 
 
 #: a process age above this is not start-up time but a clock that jumped (a paused virtual machine):

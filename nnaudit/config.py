@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nnaudit.checks.keys import DEFAULTABLE, KEYS, REQUIRED, Bad, show
+from nnaudit.checks.keys import ALLOW_OUTSIDE, DEFAULTABLE, KEYS, REQUIRED, Bad, show
 from nnaudit.checks.kinds import KINDS, AttackCheck, Check, CheckBase, RegionsCheck, VerifyCheck
 from nnaudit.errors import ConfigError
 
@@ -86,10 +86,21 @@ def load_checks(path: str | Path) -> ChecksFile:
     path = Path(path)
     table = _read_table(path)
     problems: list[str] = []
+    allow = table.get("allow_outside_paths", False)
+    if not isinstance(allow, bool):
+        problems.append(f"{path}: key 'allow_outside_paths': expected true or false, got {show(allow)}")
+    token = ALLOW_OUTSIDE.set(allow is True)
+    try:
+        return _load(path, table, problems)
+    finally:
+        ALLOW_OUTSIDE.reset(token)
+
+
+def _load(path: Path, table: dict[str, Any], problems: list[str]) -> ChecksFile:
     defaults = _defaults(table.get("defaults", {}), path, problems)
     raw_checks = table.get("check", [])
     for key in table:
-        if key not in ("defaults", "check"):
+        if key not in ("defaults", "check", "allow_outside_paths"):
             problems.append(f"{path}: key {key!r}: unknown key; expected [defaults] and [[check]] tables")
     if not isinstance(raw_checks, list) or not all(isinstance(c, dict) for c in raw_checks):
         problems.append(f"{path}: key 'check': expected [[check]] tables, got {show(raw_checks)}")

@@ -55,3 +55,14 @@ class SolverError(NnauditError):
 
 class ConfigError(NnauditError):
     """A configuration file or option is invalid."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the console script's handler (:func:`nnaudit.cli.main`).
+
+    A KeyboardInterrupt, so that every place that keeps a partial result on
+    Ctrl-C (``complete: false`` JSON, resumable) does the same on SIGTERM;
+    the CLI then prints one line and exits 143 (128 + SIGTERM) instead of 130.
+    """
+
+    exit_code = 143

@@ -45,6 +45,12 @@ class _List:
     col: int
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """``repr(text)`` capped to ``limit`` characters, so an error never echoes much of a file."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 class _Parser:
     def __init__(self, text: str, source: str) -> None:
         self.text, self.source = text, source
@@ -55,9 +61,9 @@ class _Parser:
 
     def _desc(self, node: _Tok | _List) -> str:
         if isinstance(node, _Tok):
-            return repr(node.text)
+            return _short(node.text)
         head = node.items[0].text if node.items and isinstance(node.items[0], _Tok) else "..."
-        return f"a list ({head} ...)"
+        return f"a list ({_short(head)} ...)"
 
     # -- s-expressions -------------------------------------------------------
     def tokens(self) -> list[_Tok]:
@@ -86,7 +92,7 @@ class _Parser:
             elif stack:
                 stack[-1].items.append(tok)
             else:
-                raise self.error(tok, f"expected '(' to start a command, got {tok.text!r}")
+                raise self.error(tok, f"expected '(' to start a command, got {_short(tok.text)}")
         if stack:
             raise self.error(stack[-1], "unclosed '(': the file ends inside this expression")
         return top
@@ -144,7 +150,7 @@ class _Interpreter:
         elif head.text in ("set-logic", "set-info", "check-sat", "get-model", "exit"):
             return
         else:
-            raise self.p.error(head, f"expected declare-const or assert, got {head.text!r}")
+            raise self.p.error(head, f"expected declare-const or assert, got {_short(head.text)}")
 
     def declare(self, cmd: _List) -> None:
         if len(cmd.items) != 3 or not all(isinstance(t, _Tok) for t in cmd.items[1:]):
@@ -152,9 +158,9 @@ class _Interpreter:
         var, sort = cmd.items[1], cmd.items[2]
         m = _VAR.match(var.text)
         if not m:
-            raise self.p.error(var, f"expected a variable named X_i or Y_i, got {var.text!r}")
+            raise self.p.error(var, f"expected a variable named X_i or Y_i, got {_short(var.text)}")
         if sort.text != "Real":
-            raise self.p.error(sort, f"expected sort Real, got {sort.text!r}")
+            raise self.p.error(sort, f"expected sort Real, got {_short(sort.text)}")
         ids = self.declared[m.group(1)]
         if int(m.group(2)) in ids:
             raise self.p.error(var, f"{var.text} is declared twice")
@@ -188,8 +194,8 @@ class _Interpreter:
                 atoms.append(self.atom(_sub(b, a), node))
             return [atoms]
         if op in ("<", ">"):
-            raise self.p.error(node.items[0], f"strict inequality {op!r} is not supported (use <= or >=)")
-        raise self.p.error(node.items[0], f"expected and, or, <=, >= or =, got {op!r}")
+            raise self.p.error(node.items[0], f"strict inequality {_short(op)} is not supported (use <= or >=)")
+        raise self.p.error(node.items[0], f"expected and, or, <=, >= or =, got {_short(op)}")
 
     def atom(self, lin: tuple[dict, float], node: _List) -> tuple:
         """``sum coef * var + const <= 0`` as ("X" | "Y", {idx: coef}, const)."""
@@ -205,7 +211,7 @@ class _Interpreter:
             if _NUMBER.match(node.text):
                 value = float(node.text)
                 if not np.isfinite(value):
-                    raise self.p.error(node, f"expected a finite number, got {node.text!r}")
+                    raise self.p.error(node, f"expected a finite number, got {_short(node.text)}")
                 return {}, value
             m = _VAR.match(node.text)
             if m:
@@ -213,7 +219,7 @@ class _Interpreter:
                 if idx not in self.declared[kind]:
                     raise self.p.error(node, f"{node.text} is used before it is declared")
                 return {(kind, idx): 1.0}, 0.0
-            raise self.p.error(node, f"expected a number or a declared variable, got {node.text!r}")
+            raise self.p.error(node, f"expected a number or a declared variable, got {_short(node.text)}")
         if not node.items or not isinstance(node.items[0], _Tok):
             raise self.p.error(node, f"expected a term, got {self.p._desc(node)}")
         op, args = node.items[0].text, [self.term(a) for a in node.items[1:]]

@@ -10,6 +10,7 @@ keys each kind must have.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,20 @@ def show(value: Any) -> str:
     """``repr(value)``, shortened to 40 characters for messages."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: set by :func:`nnaudit.config.load_checks` from the top-level key ``allow_outside_paths``
+ALLOW_OUTSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_outside_paths", default=False)
+
+
+def _inside(name: str, base: Path) -> Path:
+    """``base / name`` resolved (symlinks, ..); Bad when it leaves ``base`` unless opted out."""
+    path = (base / name).resolve()
+    root = base.resolve()
+    if not ALLOW_OUTSIDE.get() and path != root and root not in path.parents:
+        raise Bad(f"path {show(name)} resolves outside the checks file's folder {root} "
+                  f"(set allow_outside_paths = true at the top of the checks file to allow it)")
+    return path
 
 
 def _string(v: Any, base: Path) -> str:
@@ -181,7 +196,7 @@ def _model(v: Any, base: Path) -> Path:
             return zoo.path(name)
         except ModelLoadError as exc:
             raise Bad(str(exc)) from None
-    path = (base / name).resolve()
+    path = _inside(name, base)
     if not path.is_file():
         raise Bad(f"model file {path} not found (expected a path relative to the checks file "
                    f"or a zoo name: {', '.join(zoo.names())})")
@@ -194,7 +209,7 @@ def _data(v: Any, base: Path) -> str:
     name = _string(v, base)
     if name in BUNDLED:
         return name
-    path = (base / name).resolve()
+    path = _inside(name, base)
     if not path.is_file():
         raise Bad(f"data file {path} not found (expected an .npz relative to the checks file "
                    f"or a bundled name: {', '.join(BUNDLED)})")
@@ -204,7 +219,7 @@ def _data(v: Any, base: Path) -> str:
 def _properties(v: Any, base: Path) -> tuple[Path, ...]:
     out = []
     for name in _strings(v, base):
-        path = (base / name).resolve()
+        path = _inside(name, base)
         if not path.is_file():
             raise Bad(f"property file {path} not found (expected a .vnnlib path relative to the checks file)")
         out.append(path)

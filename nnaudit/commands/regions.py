@@ -12,6 +12,7 @@ import click
 
 from nnaudit.commands import normalisation
 from nnaudit.commands.types import COUNT, OUTPUT_FILE, SECONDS
+from nnaudit.errors import Terminated
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnaudit.verify.regions.api import RegionConfig
@@ -20,7 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from nnaudit.verify.regions.spec import Manipulation
 
 EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3 some region unknown "
-          "(none unsafe), 130 interrupted (partial JSON written; continue with --resume).")
+          "(none unsafe), 130 interrupted (partial JSON written; continue with --resume), 143 terminated "
+          "by SIGTERM (the same).")
 
 
 @click.command("regions", epilog=EPILOG)
@@ -80,10 +82,11 @@ def command(model: str, **options: Any) -> None:
     try:
         with click.progressbar(length=total, label="regions", file=sys.stderr) as bar:
             results, doc = run_regions(net, x, y, plan, record, progress=bar.update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        term = isinstance(stop, Terminated)
         where = f"; partial results in {opts.json_path} (continue with --resume)" if opts.json_path else ""
-        click.echo(f"\ninterrupted{where}", err=True)
-        raise SystemExit(130) from None
+        click.echo(f"\n{'terminated (SIGTERM)' if term else 'interrupted'}{where}", err=True)
+        raise SystemExit(Terminated.exit_code if term else 130) from None
     if opts.maps:
         from nnaudit.reports.images import save_safety_map
 

@@ -189,6 +189,7 @@ def test_checks_file_takes_mean_and_std(tmp_path: Path, folded: Path) -> None:
     body = ('[[check]]\nname = "{name}"\nkind = "attack"\nmodel = "{model}"\ndata = "{data}"\neps = [0.02]\n'
             'attacks = ["fgsm"]\nmin_robust_accuracy = 0.3\n{extra}\n')
     (tmp_path / "nnaudit.toml").write_text(
+        "allow_outside_paths = true  # the model and data live outside tmp_path\n" +
         body.format(name="normalised", model=MODEL, data=DATA, extra="mean = [0.485, 0.456, 0.406]\nstd = 0.225")
         + body.format(name="folded", model=folded, data=DATA, extra=""))
     outcomes = run_checks(load_checks(tmp_path / "nnaudit.toml").checks)
@@ -197,9 +198,9 @@ def test_checks_file_takes_mean_and_std(tmp_path: Path, folded: Path) -> None:
     assert docs["normalised"]["settings"]["mean"] == [0.485, 0.456, 0.406] and "mean" not in docs["folded"]["settings"]
     assert [r["robust_accuracy"] for r in docs["normalised"]["results"]] == \
         [r["robust_accuracy"] for r in docs["folded"]["results"]] == [{"worst": pytest.approx(1 / 3), "fgsm": pytest.approx(1 / 3)}]
-    (tmp_path / "bad.toml").write_text(body.format(name="bad", model=MODEL, data=DATA, extra='mean = "a"\nstd = 0'))
+    (tmp_path / "bad.toml").write_text("allow_outside_paths = true\n" + body.format(name="bad", model=MODEL, data=DATA, extra='mean = "a"\nstd = 0'))
     res = invoke("check", "--config", tmp_path / "bad.toml")
     assert res.exit_code == 2 and "key 'mean'" in res.output and "key 'std'" in res.output and "> 0" in res.output
-    (tmp_path / "two.toml").write_text(body.format(name="two", model=MODEL, data=DATA, extra="mean = [0.4, 0.5]"))
+    (tmp_path / "two.toml").write_text("allow_outside_paths = true\n" + body.format(name="two", model=MODEL, data=DATA, extra="mean = [0.4, 0.5]"))
     res = invoke("check", "--config", tmp_path / "two.toml")
     assert res.exit_code == 2 and "mean has 2 values" in res.output, res.output
