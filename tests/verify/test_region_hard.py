@@ -18,7 +18,7 @@ from colour_nets import colour_net
 from nnaudit.verify.regions import batch, exact
 from nnaudit.verify.regions.api import RegionConfig, check_region
 from nnaudit.verify.regions.check import make_context
-from nnaudit.verify.regions.discrete_bab import BabConfig, discrete_bab
+from nnaudit.verify.regions.discrete_bab import DiscreteBabConfig, discrete_bab
 from nnaudit.verify.regions.exact import ExactConfig
 from nnaudit.verify.regions.lattice_attack import LatticeConfig, lattice_attack
 from nnaudit.verify.regions.members import count_text, member_indices
@@ -171,7 +171,7 @@ def test_discrete_bab_safe_agrees_with_exhaustive_enumeration(tmp_path_factory, 
     manip = manipulation(step, steps, budget)
     fam = make_family(ctx.x0, pixels, manip)
     with mock.patch.object(batch, "FULL_INPUTS", 0 if cone else batch.FULL_INPUTS):
-        res = discrete_bab(ctx, fam, BabConfig(leaf_size=2), time.perf_counter() + 60)
+        res = discrete_bab(ctx, fam, DiscreteBabConfig(leaf_size=2), time.perf_counter() + 60)
     margins = ctx.margins(brute_members(ctx.x0, sorted(pixels), manip))
     if res.safe:
         assert margins.min() > 0, f"SAFE but a member has margin {margins.min()}"
@@ -206,7 +206,7 @@ def test_both_verdicts_occur(tmp_path_factory) -> None:  # noqa: ANN001
     for seed, step in itertools.product(range(8), (0.05, 0.5)):
         _, ctx = _small_case(seed, seed % 2 == 0, [0.5] * 48, [], tmp)
         fam = make_family(ctx.x0, range(0, 48, 3), Manipulation(step=step, steps=1))
-        res = discrete_bab(ctx, fam, BabConfig(), time.perf_counter() + 60)
+        res = discrete_bab(ctx, fam, DiscreteBabConfig(), time.perf_counter() + 60)
         seen.add("safe" if res.safe else "unsafe" if res.counterexample is not None else "open")
         if step == 0.5 and lattice_attack(ctx, fam, LatticeConfig(), time.perf_counter() + 30).counterexample:
             seen.add("attack")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnaudit.verify.bounds import BoundMethod, Intermediate
 from nnaudit.verify.regions.check import RegionContext
 from nnaudit.verify.regions.result import RegionCounterexample
 from nnaudit.verify.regions.spec import Family, box_indices, box_size
@@ -47,18 +48,18 @@ BOUND_TOL = 1e-7
 
 
 @dataclass(frozen=True)
-class BabConfig:
+class DiscreteBabConfig:
     """Settings of the discrete branch and bound."""
 
     batch: int = 64                  # sub-families bounded per call
     leaf_size: int = 16              # sub-families with at most this many grid points are enumerated
     root_alpha_steps: int = 20       # alpha-CROWN steps on the whole family's hull first (0: none)
-    intermediate: str = "backward"   # sub-families' pre-activation bounds: "backward" (CROWN, within the root's) or "none" (the root's)
-    bound_method: str = "crown"      # "crown" or "interval" over each sub-family's hull
+    intermediate: Intermediate = Intermediate.BACKWARD  # sub-families' pre-activation bounds: BACKWARD (CROWN, within the root's) or NONE (the root's); the value as a string also works
+    bound_method: BoundMethod = BoundMethod.CROWN       # CROWN or INTERVAL over each sub-family's hull; the value as a string also works
 
 
 @dataclass(frozen=True)
-class BabResult:
+class DiscreteBabResult:
     """``safe``: every sub-family proved or enumerated; ``counterexample``: confirmed by
     onnxruntime; neither: ``left`` sub-families remained at the deadline, or ``unconfirmed``
     float64 violations onnxruntime did not confirm."""
@@ -74,7 +75,8 @@ class BabResult:
 class _Boxes:
     """The specification rows, the root bounds and the batched bounding of index boxes."""
 
-    def __init__(self, ctx: RegionContext, fam: Family, method: str, intermediate: str = "backward") -> None:
+    def __init__(self, ctx: RegionContext, fam: Family, method: BoundMethod,
+                 intermediate: Intermediate = Intermediate.BACKWARD) -> None:
         import torch
 
         from nnaudit.verify.bounds import compute_bounds
@@ -146,22 +148,23 @@ class _Boxes:
         return lower, coef * width, width
 
 
-def discrete_bab(ctx: RegionContext, fam: Family, config: BabConfig, stop: float) -> BabResult:
+def discrete_bab(ctx: RegionContext, fam: Family, config: DiscreteBabConfig, stop: float) -> DiscreteBabResult:
     """Decide ``fam`` by branch and bound until ``stop`` (a ``time.perf_counter`` time)."""
     radix = np.array([len(v) for v in fam.values], dtype=np.int64)
     stack = [(np.zeros(len(radix), dtype=np.int64), radix - 1)]
     if time.perf_counter() >= stop:
-        return BabResult(False, None, 0, 0, 1, 0)
-    boxes = _Boxes(ctx, fam, config.bound_method, config.intermediate)
-    if config.root_alpha_steps and config.bound_method == "crown" and box_size(*stack[0]) > config.leaf_size \
+        return DiscreteBabResult(False, None, 0, 0, 1, 0)
+    method = BoundMethod(config.bound_method)
+    boxes = _Boxes(ctx, fam, method, Intermediate(config.intermediate))
+    if config.root_alpha_steps and method is BoundMethod.CROWN and box_size(*stack[0]) > config.leaf_size \
             and _alpha_proves(boxes, config.root_alpha_steps, stop):
-        return BabResult(True, None, 1, 0, 0, 0)
+        return DiscreteBabResult(True, None, 1, 0, 0, 0)
     proved = enumerated = unconfirmed = 0
     size, per_box = 1, 0.0       # the first batch is one box, to time it; later ones fit the time left
     while stack:
         now = time.perf_counter()
         if now >= stop:
-            return BabResult(False, None, proved, enumerated, len(stack), unconfirmed)
+            return DiscreteBabResult(False, None, proved, enumerated, len(stack), unconfirmed)
         if per_box > 0:
             size = int(min(config.batch, max(1, (stop - now) / per_box)))
         batch, stack = stack[-size:], stack[:-size]
@@ -177,11 +180,11 @@ def discrete_bab(ctx: RegionContext, fam: Family, config: BabConfig, stop: float
             if box_size(a, b) <= config.leaf_size:
                 cex, n, bad = _enumerate_leaf(ctx, fam, a, b)
                 if cex is not None:
-                    return BabResult(False, cex, proved, enumerated + n, len(stack), unconfirmed)
+                    return DiscreteBabResult(False, cex, proved, enumerated + n, len(stack), unconfirmed)
                 enumerated, unconfirmed = enumerated + n, unconfirmed + bad
                 continue
             stack += _halves(a, b, score[d], width[d])
-    return BabResult(unconfirmed == 0, None, proved, enumerated, 0, unconfirmed)
+    return DiscreteBabResult(unconfirmed == 0, None, proved, enumerated, 0, unconfirmed)
 
 
 def _alpha_proves(boxes: _Boxes, steps: int, stop: float) -> bool:

@@ -201,10 +201,10 @@ def _enumerate(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: f
 def _split(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
     """Branch and bound over the discrete family (:mod:`nnaudit.verify.regions.discrete_bab`)
     for ``split_share`` of the remaining time."""
-    from nnaudit.verify.regions.discrete_bab import BabConfig, discrete_bab
+    from nnaudit.verify.regions.discrete_bab import DiscreteBabConfig, discrete_bab
 
     stop = time.perf_counter() + config.split_share * (deadline - time.perf_counter())
-    res = discrete_bab(ctx, fam, BabConfig(batch=config.split_batch, leaf_size=config.leaf_size,
+    res = discrete_bab(ctx, fam, DiscreteBabConfig(batch=config.split_batch, leaf_size=config.leaf_size,
                                            bound_method=config.bound_method), stop)
     stats.update(split_proved=res.proved, split_enumerated=res.enumerated)
     done = f"{res.proved} sub-families proved by bounds, {res.enumerated} members enumerated"
