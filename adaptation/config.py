@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from nnaudit.adaptation.selection import Selection
 from nnaudit.errors import ConfigError
 
 PRESETS = ("auto", "mlp", "conv")
@@ -44,6 +45,10 @@ class DannConfig:
     mlp_hidden: tuple[int, ...] = (32, 32)  # feature-extractor widths of the MLP preset
     conv_channels: tuple[int, ...] = (32, 64)  # conv widths of the conv preset (3x3, ReLU, 2x2 max-pool)
     head_hidden: int = 64              # hidden width of the label and domain heads
+    domain_hidden: tuple[int, ...] = ()  # hidden widths of the domain head (empty: one layer of head_hidden)
+    batch_norm: bool = False           # BatchNorm after each conv of the conv preset
+    domain_bn: bool = False            # BatchNorm batch statistics per domain in DANN training; running ones from the target
+    select: Selection = Selection.LAST  # which epoch's weights to keep (no target labels; see selection.py)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size")
@@ -66,17 +71,23 @@ class DannConfig:
             raise ConfigError("DannConfig.a_distance_every: expected >= 0 and a_distance_samples >= 4, "
                               f"got {self.a_distance_every} and {self.a_distance_samples}")
         _positive(self, "head_hidden")
+        try:
+            object.__setattr__(self, "select", Selection(self.select))
+        except ValueError:
+            raise ConfigError(f"DannConfig.select: expected one of {', '.join(s.value for s in Selection)}, "
+                              f"got {self.select!r}") from None
         if not isinstance(self.cpu_threads, int) or self.cpu_threads < 0:
             raise ConfigError(f"DannConfig.cpu_threads: expected an integer >= 0, got {self.cpu_threads!r}")
-        for name in ("mlp_hidden", "conv_channels"):
+        for name in ("mlp_hidden", "conv_channels", "domain_hidden"):
             widths = getattr(self, name)
-            if not widths or any(int(w) < 1 for w in widths):
+            if (not widths and name != "domain_hidden") or any(int(w) < 1 for w in widths):
                 raise ConfigError(f"DannConfig.{name}: expected a non-empty tuple of widths >= 1, got {widths!r}")
             object.__setattr__(self, name, tuple(int(w) for w in widths))
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-ready values (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: list(v) if isinstance(v, tuple) else (v.value if isinstance(v, Selection) else v)
+                for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DannConfig":
@@ -96,14 +107,18 @@ def _positive(cfg: DannConfig, *names: str) -> None:
             raise ConfigError(f"DannConfig.{name}: expected an integer >= 1, got {value!r}")
 
 
-#: settings that work for the bundled tasks (see bench/dann.py)
+_MOONS = {"epochs": 300, "batch_size": 32, "lr0": 0.05, "preset": "mlp"}
+_DIGITS = {"epochs": 30, "batch_size": 64, "lr0": 0.01, "preset": "conv", "batch_norm": True, "domain_bn": True,
+           "lambda_max": 0.3}
+
+#: settings of the bundled tasks (measured in bench/dann.py; docs/adaptation.md has the sweep)
 TASK_PRESETS: dict[str, dict[str, Any]] = {
-    "moons": {"epochs": 300, "batch_size": 32, "lr0": 0.05, "preset": "mlp"},
-    "digits-m": {"epochs": 40, "batch_size": 64, "lr0": 0.01, "preset": "conv"},
+    "moons": _MOONS, "moons-hard": _MOONS,
+    "digits-mnist": _DIGITS, "mnist-digits": _DIGITS, "digits-m": _DIGITS,
 }
 
 
 def for_task(task: str, **overrides: Any) -> DannConfig:
-    """The config preset of a bundled task (``moons``, ``digits-m``) with ``overrides``."""
+    """The config preset of a bundled task (see ``nnaudit.adaptation.tasks``) with ``overrides``."""
     base = TASK_PRESETS.get(task, {})
     return DannConfig(**{**base, **overrides})

@@ -42,6 +42,22 @@ class DANN(nn.Module):
         f = self.features(x)
         return self.label_head(f), self.domain_head(self.grl(f)), f
 
+    def forward_domains(self, xs: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source class logits (Bs, C) and domain logits (Bs + Bt, 2), each domain's
+        features computed with its own batch statistics; only the target updates
+        the BatchNorm running statistics, which the exported model uses."""
+        bns = [m for m in self.features.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 0.0           # running = (1 - 0) * running: the source leaves them unchanged
+        try:
+            fs = self.features(xs)
+        finally:
+            for m, momentum in zip(bns, saved):
+                m.momentum = momentum
+        ft = self.features(xt)
+        return self.label_head(fs), self.domain_head(self.grl(torch.cat([fs, ft])))
+
     def label_path(self) -> nn.Sequential:
         """The deployable classifier (features then label head), sharing weights."""
         return nn.Sequential(self.features, self.label_head)
@@ -66,9 +82,19 @@ class SourceOnly(nn.Module):
         return nn.Sequential(self.features, self.label_head)
 
 
-def mlp_parts(input_dim: int, num_classes: int, hidden: tuple[int, ...], head_hidden: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+def domain_head(width: int, hidden: tuple[int, ...]) -> nn.Module:
+    """The domain classifier: Linear+ReLU layers of widths ``hidden``, then 2 logits."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 2))
+
+
+def mlp_parts(input_dim: int, num_classes: int, hidden: tuple[int, ...], head_hidden: int,
+              domain_hidden: tuple[int, ...] = ()) -> tuple[nn.Module, nn.Module, nn.Module]:
     """MLP preset for (input_dim,) inputs: Linear+ReLU feature layers, a linear
-    label head, and a one-hidden-layer domain head (2 logits)."""
+    label head, and a domain head (2 logits; one hidden layer of ``head_hidden`` by default)."""
     layers: list[nn.Module] = []
     width = input_dim
     for h in hidden:
@@ -76,18 +102,20 @@ def mlp_parts(input_dim: int, num_classes: int, hidden: tuple[int, ...], head_hi
         width = h
     features = nn.Sequential(*layers)
     label_head = nn.Linear(width, num_classes)
-    domain_head = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
-    return features, label_head, domain_head
+    return features, label_head, domain_head(width, domain_hidden or (head_hidden,))
 
 
-def conv_parts(input_shape: tuple[int, int, int], num_classes: int, channels: tuple[int, ...], head_hidden: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """Conv preset for (C, H, W) images: per width a 3x3 conv (padding 1), ReLU
-    and 2x2 max-pool while the image is at least 2x2, then Flatten; label and
-    domain heads are Linear-ReLU-Linear (the paper's MNIST architecture, shrunk)."""
+def conv_parts(input_shape: tuple[int, int, int], num_classes: int, channels: tuple[int, ...], head_hidden: int,
+               domain_hidden: tuple[int, ...] = (), batch_norm: bool = False) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Conv preset for (C, H, W) images: per width a 3x3 conv (padding 1),
+    optional BatchNorm, ReLU and 2x2 max-pool while the image is at least 2x2,
+    then Flatten; the label head is Linear-ReLU-Linear, the domain head as
+    :func:`domain_head` (the paper's MNIST architecture, shrunk)."""
     c, h, w = input_shape
     layers: list[nn.Module] = []
     for out in channels:
-        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1)]
+        layers += [nn.BatchNorm2d(out), nn.ReLU()] if batch_norm else [nn.ReLU()]
         if h >= 2 and w >= 2:
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
@@ -96,8 +124,7 @@ def conv_parts(input_shape: tuple[int, int, int], num_classes: int, channels: tu
     width = c * h * w
     features = nn.Sequential(*layers)
     label_head = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, num_classes))
-    domain_head = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
-    return features, label_head, domain_head
+    return features, label_head, domain_head(width, domain_hidden or (head_hidden,))
 
 
 def preset_parts(input_shape: tuple[int, ...], num_classes: int, config: DannConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -110,8 +137,9 @@ def preset_parts(input_shape: tuple[int, ...], num_classes: int, config: DannCon
     if preset == "conv":
         if len(input_shape) != 3:
             raise ConfigError(f"conv preset: expected (C, H, W) samples, got shape {tuple(input_shape)}")
-        return conv_parts(tuple(input_shape), num_classes, config.conv_channels, config.head_hidden)  # type: ignore[arg-type]
+        return conv_parts(tuple(input_shape), num_classes, config.conv_channels, config.head_hidden,  # type: ignore[arg-type]
+                          config.domain_hidden, config.batch_norm)
     if len(input_shape) != 1:
         raise ConfigError(f"mlp preset: expected 1-D samples, got shape {tuple(input_shape)} "
                           f"(flatten them to ({math.prod(input_shape)},) or use the conv preset)")
-    return mlp_parts(int(input_shape[0]), num_classes, config.mlp_hidden, config.head_hidden)
+    return mlp_parts(int(input_shape[0]), num_classes, config.mlp_hidden, config.head_hidden, config.domain_hidden)

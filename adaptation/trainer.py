@@ -11,7 +11,8 @@ loss on the same source half.
 
 After every epoch the trainer scores both models, writes a checkpoint
 (atomically) and calls ``on_epoch``; ``resume=True`` continues an
-interrupted run from its checkpoint.  The batch order of epoch ``e`` is drawn
+interrupted run from its checkpoint.  ``config.select`` may keep an earlier
+epoch's weights, chosen without target labels (:mod:`.selection`).  The batch order of epoch ``e`` is drawn
 from ``seed`` and ``e`` alone, so a resumed CPU run equals an uninterrupted one.
 """
 
@@ -35,6 +36,7 @@ from nnaudit.adaptation.config import DannConfig
 from nnaudit.adaptation.data import DomainData, Split
 from nnaudit.adaptation.metrics import accuracy, proxy_a_distance
 from nnaudit.adaptation.models import DANN, SourceOnly, preset_parts
+from nnaudit.adaptation.selection import Selector
 from nnaudit.adaptation.schedules import adaptation_factor, learning_rate, progress
 from nnaudit.errors import ConfigError, DataError
 
@@ -135,6 +137,7 @@ def _train(data: DomainData, config: DannConfig, device: str, parts: Any, checkp
         history = state.load(ckpt, data)
         log.info("%s: resuming after epoch %d", ckpt, len(history))
     resumed_from = len(history)
+    selector = state.selector
     tensors = _Tensors(data, device)
     start = time.perf_counter()
     for epoch in range(resumed_from, config.epochs):
@@ -143,12 +146,16 @@ def _train(data: DomainData, config: DannConfig, device: str, parts: Any, checkp
         record = _epoch_record(epoch, state, data, losses)
         record["time_s"] = round(time.perf_counter() - t0, 4)
         history.append(record)
+        selector.update(record, dann, base)
         if ckpt is not None:
             state.save(ckpt, data, history)
         if on_epoch is not None:
             on_epoch(record, list(history))
     elapsed = time.perf_counter() - start
+    chosen = selector.restore(dann, base)
     final = _final(dann, base, data, config, device)
+    for name, epoch in chosen.items():
+        final[name]["selected_epoch"] = epoch
     return DannRun(config, data.name, device, dann.eval(), base.eval() if base is not None else None,
                    history, final, data.input_shape, data.num_classes, elapsed, resumed_from)
 
@@ -206,6 +213,7 @@ class _TrainState:
         self.ce = nn.CrossEntropyLoss()
         self.lam = 0.0
         self.lr = config.lr0
+        self.selector = Selector(config.select, config.epochs)
 
     def steps_per_epoch(self, t: _Tensors) -> int:
         half = self.config.batch_size // 2
@@ -247,7 +255,10 @@ class _TrainState:
         domain = torch.cat([torch.zeros(n, dtype=torch.int64), torch.ones(len(xt), dtype=torch.int64)]).to(self.device)
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            cls, dom, _ = self.dann(torch.cat([xs, xt]))
+            if self.config.domain_bn:
+                cls, dom = self.dann.forward_domains(xs, xt)
+            else:
+                cls, dom, _ = self.dann(torch.cat([xs, xt]))
             label_loss = self.ce(cls[:n].float(), ys)
             domain_loss = self.ce(dom.float(), domain)
             loss = label_loss + self.config.domain_weight * domain_loss
@@ -278,6 +289,7 @@ class _TrainState:
             "base_opt": self.base_opt.state_dict() if self.base_opt is not None else None,
             # AMP loss scales (empty without AMP), so a resumed AMP run does not re-learn its scale
             "scalers": [self.scaler.state_dict(), self.base_scaler.state_dict()],
+            "selected": self.selector.state_dict(),  # the best weights so far under config.select
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -310,6 +322,7 @@ class _TrainState:
         for scaler, state in zip((self.scaler, self.base_scaler), blob.get("scalers") or ()):
             if self.amp and state:  # a scale learnt without AMP (or on the CPU) does not exist: keep the fresh one
                 scaler.load_state_dict(state)
+        self.selector.load_state_dict(blob.get("selected"))
         return list(blob["epochs"])
 
 
@@ -336,7 +349,7 @@ def _scores(model: nn.Module, s: Split, t: Split, device: str) -> dict[str, Any]
     lt, ft, dt = _forward(model, t.x, device)
     out: dict[str, Any] = {"source_accuracy": accuracy(ls, s.y),
                            "target_accuracy": accuracy(lt, t.y) if t.y is not None else None,
-                           "_features": (fs, ft)}
+                           "_features": (fs, ft), "_logits": (ls, lt)}
     if ds is not None and dt is not None:
         hits = np.concatenate([ds.argmax(1) == 0, dt.argmax(1) == 1])
         out["domain_accuracy"] = float(hits.mean())
@@ -348,6 +361,7 @@ def _epoch_record(epoch: int, state: _TrainState, data: DomainData, losses: dict
     s, t = data.source_eval, data.target_eval
     d = _scores(state.dann, s, t, state.device)
     fs, ft = d.pop("_features")
+    d.pop("_logits")
     dann = {**d, "label_loss": losses["label_loss"], "domain_loss": losses["domain_loss"],
             "lambda": state.lam, "lr": state.lr}
     if cfg.a_distance_every and (epoch + 1) % cfg.a_distance_every == 0:
@@ -356,6 +370,7 @@ def _epoch_record(epoch: int, state: _TrainState, data: DomainData, losses: dict
     if state.base is not None:
         b = _scores(state.base, s, t, state.device)
         b.pop("_features")
+        b.pop("_logits")
         record["source_only"] = _rounded({**b, "label_loss": losses["base_label_loss"]})
     return record
 
@@ -367,8 +382,11 @@ def _final(dann: DANN, base: SourceOnly | None, data: DomainData, cfg: DannConfi
             continue
         sc = _scores(model, data.source_eval, data.target_eval, device)
         fs, ft = sc.pop("_features")
+        ls, lt = sc.pop("_logits")
         sc.pop("domain_accuracy", None)
         sc["a_distance"] = proxy_a_distance(fs, ft, seed=cfg.seed, max_samples=cfg.a_distance_samples).value
+        # the same held-out probe on what the label layer outputs: the domain shift the classifier acts on
+        sc["a_distance_logits"] = proxy_a_distance(ls, lt, seed=cfg.seed, max_samples=cfg.a_distance_samples).value
         out[name] = _rounded(sc)
     return out
 

@@ -1,7 +1,8 @@
 """The attack registry and the one-call functional API.
 
 ``ATTACKS`` maps the names used on the command line and in results
-(``fgsm``, ``pgd``, ``apgd-ce``, ``apgd-dlr``, ``cw``, ``deepfool``, ``jsma``)
+(``fgsm``, ``pgd``, ``apgd-ce``, ``apgd-dlr``, ``cw``, ``deepfool``, ``jsma``,
+``apgd-t``, ``fab``, ``fab-t``, ``square``)
 to an attack class and its preset options.  :func:`run_attack` runs one of them
 from plain keyword arguments; ``fgsm``, ``pgd``, ``apgd``, ``cw``,
 ``deepfool`` and ``jsma`` are the same with the name filled in::
@@ -36,6 +37,10 @@ ATTACKS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cw": ("nnaudit.attacks.carlini_wagner", "CW", {}),
     "deepfool": ("nnaudit.attacks.deep_fool", "DeepFool", {}),
     "jsma": ("nnaudit.attacks.saliency_map", "JSMA", {}),
+    "apgd-t": ("nnaudit.attacks.auto_pgd_targeted", "APGDT", {}),
+    "fab": ("nnaudit.attacks.fab", "FAB", {}),
+    "fab-t": ("nnaudit.attacks.fab", "FAB", {"targeted": True}),
+    "square": ("nnaudit.attacks.square", "Square", {}),
 }
 _ALIASES = {"apgd": "apgd-ce"}
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from nnaudit.attacks import geometry
-from nnaudit.attacks.base import Attack
+from nnaudit.attacks.base import Attack, logits_and_vjp
 from nnaudit.attacks.criteria import Criterion
 from nnaudit.attacks.projected_gradient import Loss, check_steps, loss_fn
 from nnaudit.attacks.threat import Norm, ThreatModel
@@ -61,14 +61,18 @@ class APGD(Attack):
         return out
 
     def _single_run(self, model: Callable, x: torch.Tensor, crit: Criterion, threat: ThreatModel,
-                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Algorithm 1 on one batch; returns (best point per sample, adversarial mask)."""
+                    gen: torch.Generator, aim: Criterion | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Algorithm 1 on one batch; returns (best point per sample, adversarial mask).
+
+        ``crit`` judges success; ``aim`` (default ``crit``) is what the loss is written
+        around (APGD-T: the same labels with a target class, success still untargeted).
+        """
         cfg = self.config
         n = cfg.steps
         k, k_min, k_decr = max(int(0.22 * n), 1), max(int(0.06 * n), 1), max(int(0.03 * n), 1)
         gain_fn = loss_fn(cfg.loss)  # minimised loss; the "gain" below is its negative
         adv = geometry.random_start(x, threat, gen)
-        gain, grad, is_adv = _gain_and_grad(model, adv, crit, gain_fn)
+        gain, grad, is_adv = _gain_and_grad(model, adv, crit, gain_fn, aim)
         best_adv, found = adv.clone(), is_adv.clone()
         x_best, grad_best, gain_best = adv.clone(), grad.clone(), gain.clone()
         step = torch.full((len(x),), 2.0 * threat.eps, device=x.device)
@@ -85,7 +89,7 @@ class APGD(Attack):
             z = geometry.project(adv + step.reshape(rows) * geometry.direction(grad, threat.norm), x, threat)
             new = geometry.project(adv + a * (z - adv) + (1 - a) * (adv - prev), x, threat)
             prev, adv = adv, new
-            gain, grad, is_adv = _gain_and_grad(model, adv, crit, gain_fn)
+            gain, grad, is_adv = _gain_and_grad(model, adv, crit, gain_fn, aim)
             fresh = is_adv & ~found
             best_adv[fresh], found = adv[fresh], found | is_adv
             up = gain > gain_best
@@ -102,11 +106,11 @@ class APGD(Attack):
         return torch.where(found.reshape(rows), best_adv, x_best), found
 
 
-def _gain_and_grad(model: Callable, adv: torch.Tensor, crit: Criterion,
-                   loss: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gain (= -loss) to maximise, its gradient and the adversarial mask at ``adv``."""
-    adv = adv.detach().requires_grad_(True)
-    logits = model(adv)
-    gain = -loss(crit, logits)
-    (grad,) = torch.autograd.grad(gain.sum(), adv)
-    return gain.detach(), grad.detach(), crit.is_adversarial(logits.detach())
+def _gain_and_grad(model: Callable, adv: torch.Tensor, crit: Criterion, loss: Callable,
+                   aim: Criterion | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gain (= -loss of ``aim``, default ``crit``) to maximise, its gradient and ``crit``'s adversarial mask at ``adv``."""
+    logits, vjp = logits_and_vjp(model, adv)  # a dense chain's gradient by hand, else autograd
+    z = logits.requires_grad_(True)
+    gain = -loss(crit if aim is None else aim, z)
+    (seed,) = torch.autograd.grad(gain.sum(), z)
+    return gain.detach(), vjp(seed).detach(), crit.is_adversarial(logits.detach())

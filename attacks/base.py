@@ -104,7 +104,7 @@ class Attack:
                 on_batch: Callable[[int], None] | None) -> AttackResult:
         import torch
 
-        model = torch_logits(net, device)
+        model = self.logits_model(net, device)
         gen = torch.Generator(device=device).manual_seed(int(run.seed))
         start = time.perf_counter()
         chunks = []
@@ -116,6 +116,10 @@ class Attack:
         found = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         result = self._finish(net, model, x, found, y, targets, threat, run, device)
         return dataclasses.replace(result, time_s=time.perf_counter() - start)
+
+    def logits_model(self, net: Network, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The function ``run`` queries: the torch form (a score-based attack may answer with onnxruntime)."""
+        return torch_logits(net, device)
 
     def inner_threat(self, threat: ThreatModel) -> ThreatModel:
         """The threat model ``run`` works in: the user's, or the attack's own norm

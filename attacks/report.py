@@ -1,7 +1,10 @@
 """An :class:`~nnaudit.attacks.evaluation.Evaluation` as the ``attack`` JSON body.
 
 The one place the attack results are serialised (reports/SCHEMA.md,
-``attack``).  Per eps: ``robust_accuracy`` and ``success_rate`` (both as
+``attack``).  ``cascade`` (AutoAttack: ``broken`` sets are disjoint, each
+sample credited to the first attack that broke it, and ``robust_after`` gives
+the robust accuracy after each attack of the cascade) and ``targeted`` (the
+number of target classes, or null) describe how the attacks ran (present only when set).  Per eps: ``robust_accuracy`` and ``success_rate`` (both as
 fractions of ALL samples, so ``clean_accuracy - robust = success``) per attack
 and ``worst``; ``median_perturbation`` (l0/l2/linf over confirmed successes,
 null when none), ``time_s`` and ``mismatches`` per attack; and ``broken``,
@@ -27,6 +30,8 @@ def evaluation_body(ev: Evaluation, *, examples: int = 4) -> dict[str, Any]:
         "norm": ev.norm.value,
         "eps": list(ev.eps),
         "attacks": list(ev.attacks),
+        **({"cascade": True} if ev.cascade else {}),
+        **({"targeted": ev.targeted} if ev.targeted else {}),
         "results": [_eps_entry(ev, e) for e in ev.eps if any((e, a) in ev.cells for a in ev.attacks)],
         "examples": [ex for e in ev.eps for ex in _examples(ev, e, examples)],
     }
@@ -45,13 +50,14 @@ def _eps_entry(ev: Evaluation, eps: float) -> dict[str, Any]:
         "time_s": {a: c.time_s for a, c in cells.items()},
         "mismatches": {a: c.mismatches for a, c in cells.items()},
         "broken": {a: np.flatnonzero(c.broken).tolist() for a, c in cells.items()},
+        **({"robust_after": ev.robust_after(eps)} if ev.cascade else {}),
     }
 
 
 def _examples(ev: Evaluation, eps: float, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` broken samples at ``eps``, each with its smallest-perturbation attack."""
     out: list[dict[str, Any]] = []
-    position = {int(g): i for i, g in enumerate(ev.attacked)}
+    positions: dict[str, dict[int, int]] = {}
     for g in np.flatnonzero(ev.broken(eps)):
         if len(out) >= limit:
             break
@@ -60,7 +66,10 @@ def _examples(ev: Evaluation, eps: float, limit: int) -> list[dict[str, Any]]:
             cell = ev.cells.get((eps, a))
             if cell is None or cell.result is None or not cell.broken[g]:
                 continue
-            i = position[int(g)]
+            if a not in positions:
+                rows = ev.attacked if cell.attacked is None else cell.attacked
+                positions[a] = {int(h): i for i, h in enumerate(rows)}
+            i = positions[a][int(g)]
             size = float(cell.result.norms[ev.norm.value][i])
             if best is None or size < best[0]:
                 best = (size, a, cell.result, i)

@@ -95,14 +95,15 @@ def run_setting(s: Setting, images: int, timeout: float) -> tuple[dict, list]:
     net, ort, x, y = load_setting(s)
     manip = Manipulation(step=s.step, steps=s.steps)
     config = RegionConfig(timeout_per_region=timeout)
-    times, bound_times, verdicts, hulls, skipped = [], [], {}, [], 0
+    times, bound_times, verdicts, hulls, skipped, relu = [], [], {}, [], 0, 0
     for i in range(images):
         res = check_image(net, x[i], int(y[i]), s.grid, manip, config=config, ort=ort, index=i)
         skipped += res.skipped is not None
         for r in res.regions:
             times.append(r.time_s)
             verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
-            if r.route == "bounds" and r.verdict.value == "safe":
+            relu += r.stats.get("decided_by", "").startswith("relu split")
+            if r.route == "bounds" and r.verdict.value == "safe" and "decided_by" not in r.stats:
                 bound_times.append(r.time_s)
                 if len(hulls) < 64:
                     ctx = make_context(net, x[i], ort=ort)
@@ -111,7 +112,7 @@ def run_setting(s: Setting, images: int, timeout: float) -> tuple[dict, list]:
     n = len(times)
     decided = verdicts.get("safe", 0) + verdicts.get("unsafe", 0)
     row = dict(setting=s.key, images=images, skipped=skipped, regions=n, safe=verdicts.get("safe", 0),
-               unsafe=verdicts.get("unsafe", 0), unknown=verdicts.get("unknown", 0), bounds=len(bound_times),
+               unsafe=verdicts.get("unsafe", 0), unknown=verdicts.get("unknown", 0), bounds=len(bound_times), relu=relu,
                decided_pct=round(100 * decided / n, 1) if n else 0.0, regions_per_s=round(n / wall, 2),
                median_ms=_ms(times, 50), p95_ms=_ms(times, 95), bounds_median_ms=_ms(bound_times, 50),
                bounds_p95_ms=_ms(bound_times, 95), wall_s=round(wall, 1), peak_rss_mb=round(peak_rss_mb()))
@@ -179,11 +180,12 @@ def main() -> None:
     write(table, args, lirpa)
 
 
-COLUMNS = ["setting", "images", "skipped", "regions", "safe", "unsafe", "unknown", "bounds", "decided_pct",
+COLUMNS = ["setting", "images", "skipped", "regions", "safe", "unsafe", "unknown", "bounds", "relu", "decided_pct",
            "regions_per_s", "median_ms", "p95_ms", "bounds_median_ms", "bounds_p95_ms", "full_net_ms",
            "max_bound_diff", "wall_s", "peak_rss_mb"]
 
-NOTES = """Columns: `bounds` = regions proved SAFE by the bounds route; `decided_pct` = safe + unsafe; `regions_per_s` =
+NOTES = """Columns: `bounds` = regions proved SAFE by the first (batched) hull bound; `relu` = regions decided by
+the ReLU-splitting search over the hull (`verify/regions/relu_bab.py`); `decided_pct` = safe + unsafe; `regions_per_s` =
 regions / wall time of the setting (loading the network and onnxruntime included); `median_ms`/`p95_ms` over all
 regions, `bounds_*` over the bounds-decided ones (each region's time includes its share of the batched bound);
 `full_net_ms` = median time of today's one-at-a-time `spec_bounds` over the full network on the same hulls (the

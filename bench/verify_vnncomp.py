@@ -82,6 +82,13 @@ def run_one(tool: str, folder: Path, onnx: str, vnnlib: str, timeout: float) -> 
     return result, time.monotonic() - start
 
 
+def result_row(tool: str, onnx: str, vnnlib: str, expected: str, result: str, secs: float) -> dict:
+    """One CSV row; ``wrong`` when both answers are sat/unsat and they differ."""
+    wrong = int(result in ("sat", "unsat") and expected in ("sat", "unsat") and result != expected)
+    return {"tool": tool, "onnx": onnx, "vnnlib": vnnlib, "expected": expected, "result": result,
+            "time_s": f"{secs:.2f}", "wrong": str(wrong)}
+
+
 def summarise(rows: list[dict], tools: list[str], family: str, timeout: float, subset: str) -> str:
     lines = [f"# VNN-COMP {family}: nnaudit vs peers", "",
              f"Machine: {os.cpu_count()} cores, no GPU, {platform.platform()}, Python {platform.python_version()}; "
@@ -128,9 +135,8 @@ def main() -> None:
                 if (tool, onnx, vnnlib) in seen:
                     continue
                 result, secs = run_one(tool, folder, onnx, vnnlib, args.timeout)
-                wrong = int(result in ("sat", "unsat") and expected in ("sat", "unsat") and result != expected)
-                row = {"tool": tool, "onnx": onnx, "vnnlib": vnnlib, "expected": expected, "result": result,
-                       "time_s": f"{secs:.2f}", "wrong": str(wrong)}
+                row = result_row(tool, onnx, vnnlib, expected, result, secs)
+                wrong = int(row["wrong"])
                 writer.writerow(row)
                 fh.flush()
                 done.append(row)

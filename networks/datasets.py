@@ -33,6 +33,9 @@ DIGITS_FILE = DATA_DIR / "digits.npz"
 SPLITS = ("train", "test")
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK"
+#: largest array an .npz member may declare (checked from its header before anything is allocated):
+#: 4 GiB, 30 times CIFAR-10's test set as float32
+MAX_ARRAY_BYTES = 4 << 30
 
 # Fixed moons sets used by the zoo: (number of points, seed) per split.
 MOONS_SPLITS = {"train": (1000, 0), "test": (300, 1)}
@@ -164,8 +167,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _member(archive: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
     if name not in archive.files:
-        found = ", ".join(repr(f) for f in archive.files) or "none"
+        found = ", ".join(repr(f)[:40] for f in archive.files[:10]) or "none"
         raise DataError(f"{path}: missing array {name!r}; expected 'x' and 'y', found {found}")
+    check_member_header(archive, name, path)
     try:
         return np.asarray(archive[name])
     except ValueError as exc:
@@ -177,6 +181,52 @@ def _member(archive: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: array {name!r} is corrupt or unreadable ({exc})") from exc
+
+
+def check_member_header(archive: np.lib.npyio.NpzFile, name: str, path: Path,
+                        max_bytes: int = MAX_ARRAY_BYTES) -> None:
+    """Refuse array ``name`` of an .npz from its .npy header alone, before numpy allocates it:
+    pickled objects, a malformed header, or a declared shape larger than ``max_bytes`` or than the
+    data the member holds (a truncated or forged file)."""
+    member = name if name in archive.zip.namelist() else f"{name}.npy"
+    try:
+        info = archive.zip.getinfo(member)
+        with archive.zip.open(member) as fp:
+            version = np.lib.format.read_magic(fp)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fp)
+            header_size = fp.tell()
+    except (ValueError, OSError, EOFError, KeyError, SyntaxError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: array {name!r} is corrupt or unreadable (.npy header: {str(exc)[:80]})") from exc
+    if dtype.hasobject:
+        raise DataError(f"{path}: array {name!r} holds Python objects (dtype object); "
+                        "expected a numeric array, and pickled data is never loaded")
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise DataError(f"{path}: array {name!r}: header declares an invalid shape {str(shape)[:60]}")
+    declared = math.prod(shape) * dtype.itemsize
+    held = info.file_size - header_size
+    if declared > max_bytes:
+        raise DataError(f"{path}: array {name!r}: header declares shape {str(shape)[:60]} of {dtype} "
+                        f"({min(declared, 10**300):.3g} bytes), over the limit of {max_bytes:.3g} bytes")
+    if declared > held:
+        raise DataError(f"{path}: array {name!r}: header declares shape {str(shape)[:60]} of {dtype} "
+                        f"({declared} bytes) but the file holds {max(held, 0)} bytes (truncated or forged)")
+
+
+def check_value_range(x: np.ndarray, low: float, high: float, source: str, hint: str = "") -> None:
+    """DataError naming ``source`` and the first sample of ``x`` with a value outside [low, high]
+    (the valid input range a command was given), so that out-of-range data is refused, not used;
+    ``hint`` ends the message (e.g. why the data may be in another space)."""
+    if len(x) == 0:
+        return
+    flat = np.asarray(x).reshape(len(x), -1)
+    if flat.size == 0 or (float(flat.min()) >= low and float(flat.max()) <= high):
+        return
+    out = (flat < low).any(axis=1) | (flat > high).any(axis=1)
+    i = int(np.argmax(out))
+    raise DataError(f"{source}: array 'x' sample {i} has values in [{flat[i].min():g}, {flat[i].max():g}], outside "
+                    f"the valid range [{low:g}, {high:g}] ({int(out.sum())} such samples); give data in that "
+                    f"range or set the range (--low/--high, --clip){hint}")
 
 
 def validate_arrays(

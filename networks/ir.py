@@ -82,6 +82,8 @@ class Layer:
     affine: ClassVar[bool] = False
     #: True for the non-linear ops with bound rules (``interval``, ``relax``, ``linear_bounds``, ...).
     relaxable: ClassVar[bool] = False
+    #: True when the layer keeps its input's flat values in order (reshapes, Identity): lowering passes it through.
+    flat_identity: ClassVar[bool] = False
 
     def __init__(self, name: str, inputs: Sequence[str], output: str) -> None:
         self.name = name
@@ -126,6 +128,11 @@ class Layer:
         mats = [run(n_i, {i: np.eye(n_i).reshape((n_i,) + tuple(in_shapes[i]))}) - bias
                 for i, n_i in enumerate(sizes)]
         return mats, bias
+
+    def linear_map(self, in_shapes: Sequence[Shape], out_shape: Shape) -> tuple[list[Any], np.ndarray] | None:
+        """A structured form of :meth:`linear_form` (maps with ``x @ M`` and ``.T``, e.g. a convolution
+        as a convolution) for layers too wide to densify, or None where the layer has none."""
+        return None
 
     def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         """Bounds ``(D, n_out)`` of the output over the input boxes ``[lo, hi]`` ``(D, n)``."""

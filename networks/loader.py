@@ -17,6 +17,7 @@ file name and, where it applies, the node's name, op type and index:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ import numpy as np
 
 from nnaudit.errors import ModelLoadError, UnsupportedAttributeError, UnsupportedOpError
 from nnaudit.networks.ir import OP_REGISTRY, Layer, Network, Shape, file_sha256
+from nnaudit.networks.model_checks import (MAX_TENSOR_ELEMENTS, check_declared_sizes, check_finite_params,
+                                           check_inferred_sizes, read_external)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,8 @@ def load(path: str | os.PathLike[str], *, check: bool = False, check_samples: in
     model = read_model(p)
     net = _convert(model, str(p))
     net.layers = fold_affine(net)
+    check_finite_params(net.layers, p)
+    _check_batch(net, p)
     net.source = p
     net.sha256 = file_sha256(p)
     if normalisation is not None:
@@ -124,6 +129,17 @@ def load(path: str | os.PathLike[str], *, check: bool = False, check_samples: in
                 f"relative (allowed {res.rtol:g}) on {res.samples} random inputs"
             )
     return net
+
+
+def _check_batch(net: Network, p: Path) -> None:
+    """Run the IR on a batch of two zero inputs: a graph that converts but cannot run
+    (a Gemm on a 5-D weight, say) is a load error here rather than a crash later."""
+    try:
+        out = net.evaluate(np.zeros((2,) + tuple(net.input_shape)))
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ModelLoadError(f"{p}: the converted network does not run on a batch of inputs: {str(exc)[:120]}") from exc
+    if out.shape[0] != 2:
+        raise ModelLoadError(f"{p}: the converted network maps a batch of 2 inputs to output shape {out.shape}")
 
 
 # -- step 1: the file ------------------------------------------------------
@@ -142,7 +158,9 @@ def read_model(p: Path) -> Any:
         raise ModelLoadError(f"{p}: not a readable ONNX model (truncated or corrupted protobuf?): {exc}") from exc
     if not model.graph.node and not model.graph.input:
         raise ModelLoadError(f"{p}: not an ONNX model: the graph has no nodes and no inputs")
+    check_declared_sizes(model, p)  # sizes are checked from the declarations, before any allocation
     _load_external_data(model, p)
+    check_inferred_sizes(model, p)
     return model
 
 
@@ -154,21 +172,7 @@ def _load_external_data(model: Any, p: Path) -> None:
     for tensor in _get_all_tensors(model):
         if not uses_external_data(tensor):
             continue
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        target = (base / location).resolve()
-        if os.path.isabs(location) or base not in target.parents:
-            raise ModelLoadError(
-                f"{p}: tensor {tensor.name!r} refers to external data {location!r} outside "
-                f"the model's folder {base}; refused (no file outside it is opened)"
-            )
-        if not target.is_file():
-            raise ModelLoadError(f"{p}: tensor {tensor.name!r}: external data file {location!r} not found")
-        offset, length = int(info.get("offset", 0)), info.get("length")
-        with open(target, "rb") as fh:
-            fh.seek(offset)
-            raw = fh.read(int(length)) if length is not None else fh.read()
-        tensor.raw_data = raw
+        tensor.raw_data = read_external(tensor, base, p)
         del tensor.external_data[:]
         tensor.data_location = 0
 
@@ -227,6 +231,9 @@ def _input_node_shape(inp: Any, path: str) -> tuple[Shape, bool]:
         raise ModelLoadError(f"{path}: input {inp.name!r} has no shape")
     dims: list[int] = []
     for axis, d in enumerate(ttype.shape.dim):
+        if d.HasField("dim_value") and d.dim_value <= 0:
+            raise ModelLoadError(f"{path}: input {inp.name!r} has dimension {d.dim_value} at axis {axis}; "
+                                 "expected sizes >= 1")
         if d.HasField("dim_value") and d.dim_value > 0:
             dims.append(int(d.dim_value))
         elif axis == 0:
@@ -264,7 +271,11 @@ def _convert_nodes(
             unsupported.append((node.op_type, view.name, index))
             continue
         _check_inputs_known(view)
-        for layer in cls.from_onnx(view):
+        try:
+            built = cls.from_onnx(view)
+        except (IndexError, KeyError, TypeError, ValueError) as exc:  # a malformed node (missing input, bad attribute)
+            raise view.error(f"malformed node: {type(exc).__name__}: {str(exc)[:80]}") from exc
+        for layer in built:
             shapes[layer.output] = _infer_shape(layer, view)
             layers.append(layer)
     if unsupported:
@@ -329,9 +340,15 @@ def _reference_eval(view: NodeView, opset: int) -> list[Any]:
 
 def _infer_shape(layer: Layer, view: NodeView) -> Shape:
     """Node shape of ``layer``'s output, found by running it on zeros."""
+    for name in layer.inputs:
+        if math.prod(view.shapes[name]) > MAX_TENSOR_ELEMENTS:
+            raise view.error(f"input {name!r} has shape {view.shapes[name][:8]}, over the limit of "
+                             f"{MAX_TENSOR_ELEMENTS} values")
     try:
         zeros = [np.zeros((1,) + view.shapes[name]) for name in layer.inputs]
         out = layer.forward(*zeros)
+    except MemoryError as exc:
+        raise view.error(f"its output does not fit in memory ({exc})") from exc
     except (ValueError, IndexError) as exc:
         shapes = [view.shapes.get(n) for n in layer.inputs]
         raise view.error(f"shape mismatch: inputs of shapes {shapes}: {exc}") from exc

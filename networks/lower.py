@@ -19,8 +19,14 @@ encoding (:mod:`nnaudit.verify.bounds`, :mod:`nnaudit.verify.encode` drive
 them over the whole graph, batched over sub-domains).
 
 Dense matrices are exact and simple; they cost memory ``n_in * n_out`` per
-edge, fine for the fully connected and small convolutional networks this
-verifier targets (ACAS Xu, MNIST MLPs, the zoo).
+edge, fine for the fully connected and small convolutional networks (ACAS Xu,
+MNIST MLPs, the zoo).  Past :data:`DENSE_BYTES` per matrix a wide layer stays
+structured: a node's output as an implicit identity (:class:`Eye`), reshapes
+passed through, a convolution on it as a convolution
+(:class:`~nnaudit.networks.ops.conv.ConvMap`); every such map supports
+``x @ M``, ``M.T``, ``abs``/``pos``/``neg`` and ``column``.  A dense matrix that
+would take over half the memory budget (``max_bytes``) raises :class:`DenseTooLarge`
+(a ``MemoryError``) before it is made.
 """
 
 from __future__ import annotations
@@ -32,13 +38,74 @@ import numpy as np
 
 from nnaudit.errors import SolverError
 
+#: a matrix of an affine edge is kept dense up to this many bytes (regions and Z3 read dense ones),
+#: beyond it structured (an identity, a convolution) where the layer has such a form
+DENSE_BYTES = 64 << 20
+
+
+class DenseTooLarge(MemoryError):
+    """Lowering would make a dense matrix over the memory budget (the message names the layer)."""
+
+
+class Eye:
+    """The identity map of ``n`` values times ``scale``, kept implicit (``np.eye`` of a wide
+    layer's output is ``n^2`` floats: 4 GiB for 23,328 ReLUs).  ``x @ Eye`` is ``scale * x``
+    for NumPy arrays and torch tensors."""
+
+    __array_ufunc__ = None  # NumPy defers ``x @ Eye`` to __rmatmul__
+
+    def __init__(self, n: int, scale: float = 1.0) -> None:
+        self.n, self.scale = int(n), float(scale)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.n)
+
+    @property
+    def T(self) -> Eye:  # noqa: N802 - as ndarray.T
+        return self
+
+    def abs(self) -> Eye:
+        return Eye(self.n, abs(self.scale))
+
+    def pos(self) -> Eye:
+        return Eye(self.n, max(self.scale, 0.0))
+
+    def neg(self) -> Eye:
+        return Eye(self.n, min(self.scale, 0.0))
+
+    def __rmatmul__(self, x: Any) -> Any:
+        if x.shape[-1] != self.n:
+            raise ValueError(f"expected (..., {self.n}) values for an identity map, got {tuple(x.shape)}")
+        return x if self.scale == 1.0 else x * self.scale
+
+    def __matmul__(self, other: np.ndarray) -> np.ndarray:
+        return self.scale * np.asarray(other, dtype=np.float64)
+
+    def column(self, j: int) -> np.ndarray:
+        col = np.zeros(self.n)
+        col[j] = self.scale
+        return col
+
+    def dense(self) -> np.ndarray:
+        return self.scale * np.eye(self.n)
+
+
+def identity(n: int) -> np.ndarray | Eye:
+    """The identity of ``n`` values: dense when small, else an implicit :class:`Eye`."""
+    return np.eye(n) if 8 * n * n <= DENSE_BYTES else Eye(n)
+
+
+def column(m: Any, j: int) -> np.ndarray:
+    """Column ``j`` of an edge matrix, dense or structured."""
+    return m[:, j] if isinstance(m, np.ndarray) else m.column(j)
 
 
 @dataclass(frozen=True)
 class Affine:
     """``z = sum_s x_s @ mats[s] + bias``; ``mats[s]`` is ``(n_s, n_z)``."""
 
-    mats: dict[int, np.ndarray]
+    mats: dict[int, Any]  # np.ndarray, or a structured map (Eye, ConvMap) past DENSE_BYTES
     bias: np.ndarray  # (n_z,)
 
     @property
@@ -129,29 +196,32 @@ class Lowered:
         return pres
 
 
-def lower(network: Any) -> Lowered:
+def lower(network: Any, max_bytes: int | None = None) -> Lowered:
     """Lower a :class:`~nnaudit.networks.ir.Network`, once per network object (the
-    network keeps its lowered form); a :class:`Lowered` is returned as it is."""
+    network keeps its lowered form); a :class:`Lowered` is returned as it is.
+    ``max_bytes``: the memory budget (:class:`DenseTooLarge` instead of a dense matrix over half of it)."""
     if isinstance(network, Lowered):
         return network
     if network._lowered is None:
-        network._lowered = _lower(network)
+        network._lowered = _lower(network, max_bytes)
     return network._lowered
 
 
-def _lower(network: Any) -> Lowered:
+def _lower(network: Any, max_bytes: int | None = None, dense_bytes: int = DENSE_BYTES) -> Lowered:
     shapes = network.node_shapes
     n_in = int(np.prod(shapes[network.input_name]))
-    env: dict[str, Affine] = {network.input_name: Affine({0: np.eye(n_in)}, np.zeros(n_in))}
+    env: dict[str, Affine] = {network.input_name: Affine({0: identity(n_in)}, np.zeros(n_in))}
     nodes: list[Node] = []
     for layer in network.layers:
         in_shapes = [tuple(shapes[t]) for t in layer.inputs]
         if layer.affine:
-            env[layer.output] = _compose(layer, [env[t] for t in layer.inputs], in_shapes, shapes[layer.output])
+            env[layer.output] = _compose(layer, [env[t] for t in layer.inputs], in_shapes, shapes[layer.output],
+                                         _Sizes(max_bytes, dense_bytes))
         elif layer.relaxable:
             nodes.append(Node(layer, env[layer.inputs[0]], in_shapes[0], tuple(shapes[layer.output])))
             size = nodes[-1].size
-            env[layer.output] = Affine({len(nodes): np.eye(size)}, np.zeros(size))
+            env[layer.output] = Affine({len(nodes): Eye(size) if 8 * size * size > dense_bytes else np.eye(size)},
+                                       np.zeros(size))
         else:
             import nnaudit.networks.ops  # noqa: F401  (registers the op classes)
             from nnaudit.networks.ir import OP_REGISTRY
@@ -163,25 +233,76 @@ def _lower(network: Any) -> Lowered:
     return Lowered(n_in, tuple(nodes), env[network.output_name])
 
 
+@dataclass(frozen=True)
+class _Sizes:
+    """Lowering's size limits: the memory budget (None: none) and the dense size of a matrix
+    beyond which a layer with a structured form keeps it."""
+
+    max_bytes: int | None
+    dense_bytes: int
+
+    def check(self, layer: Any, nbytes: int) -> None:
+        """:class:`DenseTooLarge` when one dense matrix would take over half the budget."""
+        if self.max_bytes is not None and 2 * nbytes > self.max_bytes:
+            raise DenseTooLarge(f"dense lowering of layer {layer.name!r} ({type(layer).__name__}) needs "
+                                f"{nbytes / (1 << 30):.2f} GiB, over the memory budget of "
+                                f"{self.max_bytes / (1 << 30):.2f} GiB (--max-memory)")
+
+
 def _compose(layer: Any, ins: list[Affine], in_shapes: list[tuple[int, ...]],
-             out_shape: tuple[int, ...]) -> Affine:
+             out_shape: tuple[int, ...], sizes: _Sizes = _Sizes(None, DENSE_BYTES)) -> Affine:
     """Compose an affine layer's exact linear form with the affine forms of its inputs."""
+    if layer.flat_identity and len(ins) == 1:
+        return ins[0]
+    n_out = int(np.prod(out_shape))
+    n_ins = [int(np.prod(s)) for s in in_shapes]
+    dense = 8 * n_out * sum(n_ins)
+    if dense > sizes.dense_bytes and len(ins) == 1 and _plain_source(ins[0]):
+        structured = layer.linear_map(in_shapes, out_shape)
+        if structured is not None:
+            (lin,), bias = structured
+            (s, _), = ins[0].mats.items()
+            return Affine({s: lin}, bias + np.asarray(ins[0].bias[None] @ lin)[0])
+    sizes.check(layer, dense + 8 * max(n * n for n in n_ins))  # the matrix, and the unit vectors probing it
     lins, bias = layer.linear_form(in_shapes, out_shape)
-    mats: dict[int, np.ndarray] = {}
+    mats: dict[int, Any] = {}
     bias = bias.copy()
     for form, lin in zip(ins, lins):
         bias = bias + form.bias @ lin
         for s, m in form.mats.items():
             d = _diagonal(m)
+            if d is None:
+                sizes.check(layer, 8 * m.shape[0] * lin.shape[1])
             prod = m @ lin if d is None else d[:, None] * lin  # the same numbers, without the n^3 product
-            mats[s] = mats[s] + prod if s in mats else prod
+            mats[s] = _dense(mats[s], layer, sizes) + prod if s in mats else prod
     return Affine(mats, bias)
 
 
-def _diagonal(m: np.ndarray) -> np.ndarray | None:
+def _dense(m: Any, layer: Any, sizes: _Sizes) -> np.ndarray:
+    """``m`` as a dense matrix (a structured one made dense, within the budget)."""
+    if isinstance(m, np.ndarray):
+        return m
+    sizes.check(layer, 8 * m.shape[0] * m.shape[1])
+    return m.dense()
+
+
+def _plain_source(form: Affine) -> bool:
+    """One source, read as it is (an :class:`Eye` of scale 1 or a dense identity)."""
+    if len(form.mats) != 1:
+        return False
+    (m,) = form.mats.values()
+    if isinstance(m, Eye):
+        return m.scale == 1.0
+    d = _diagonal(m) if isinstance(m, np.ndarray) else None
+    return d is not None and bool((d == 1.0).all())
+
+
+def _diagonal(m: Any) -> np.ndarray | None:
     """The diagonal of a square diagonal matrix ``m`` (the identity of an input or a node's output, or
     an element-wise scaling such as an input normalisation), else None."""
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+    if isinstance(m, Eye):
+        return np.full(m.n, m.scale)
+    if not isinstance(m, np.ndarray) or m.ndim != 2 or m.shape[0] != m.shape[1]:
         return None
     d = np.diagonal(m)
     return d.copy() if np.count_nonzero(m) == np.count_nonzero(d) else None

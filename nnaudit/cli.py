@@ -30,11 +30,14 @@ from nnaudit.errors import NnauditError, Terminated
 COMMANDS: dict[str, str] = {
     "inspect": "Show a model's layers, shapes, parameters and the onnxruntime cross-check.",
     "verify": "Verify a VNN-LIB property: holds, violated (with counterexample) or unknown.",
+    "verify-suite": "Verify a VNN-COMP-style instances.csv as one campaign (local or Dask), results CSV + store.",
     "regions": "Check safety of every image region under discretized manipulations (DLV).",
     "attack": "Run adversarial attacks and report robust accuracy per eps.",
     "adapt": "Domain-adversarial (DANN) training and export of the adapted model to ONNX.",
     "report": "Render JSON results into one self-contained HTML report.",
     "check": "Run the declarative robustness checks of nnaudit.toml (for CI).",
+    "baseline": "Record a check run as the baseline that `check --baseline` compares with.",
+    "property": "Write a VNN-LIB property (e.g. local robustness of one data sample) without writing VNN-LIB.",
     "demo": "Run the whole suite on the bundled zoo and write a report.",
 }
 
@@ -60,7 +63,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(f"nnaudit.commands.{name}").command
+        return importlib.import_module(f"nnaudit.commands.{name.replace('-', '_')}").command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -92,6 +95,9 @@ class CliContext:
     #: (set by :func:`main`), so that wall-clock limits such as ``verify --timeout`` include
     #: interpreter start-up and imports; None when invoked in-process (tests, the Python API)
     process_start: float | None = None
+    #: set by a command whose answer is final once printed (``verify``): :func:`main` then ends the
+    #: process at once instead of tearing down torch's modules (1-5 s after the answer)
+    fast_exit: bool = False
 
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +114,32 @@ def cli(ctx: click.Context, verbose: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _handle_sigterm()
-    cli.main(args=argv, prog_name="nnaudit", obj=CliContext(process_start=time.monotonic() - _process_age()))
+    obj = CliContext(process_start=time.monotonic() - _process_age())
+    try:
+        cli.main(args=argv, prog_name="nnaudit", obj=obj)
+    except SystemExit as exc:
+        if obj.fast_exit:
+            _exit_now(exc.code)
+        raise
+
+
+def _exit_now(code: Any) -> None:
+    """End the process with ``code`` now: output flushed, logging shut down, worker processes
+    killed, but no interpreter teardown (torch's takes seconds after the answer is printed)."""
+    import multiprocessing as mp
+
+    if code is not None and not isinstance(code, int):
+        click.echo(str(code), err=True)
+        code = 1
+    for child in mp.active_children():
+        child.kill()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code or 0)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -128,6 +128,8 @@ def _read_table(path: Path) -> dict[str, Any]:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file: {exc}") from exc
+    except RecursionError as exc:  # tomllib is recursive: arrays or tables nested thousands deep
+        raise ConfigError(f"{path}: not a valid TOML file: arrays or tables nested too deep") from exc
     if path.name == "pyproject.toml":
         table = doc.get("tool", {}).get("nnaudit")
         if not isinstance(table, dict):
@@ -186,7 +188,9 @@ def _check(raw: dict[str, Any], defaults: dict[str, Any], path: Path, i: int,
     if kind == "regions" and "grid" in raw and "patch" in raw:
         problems.append(f"{where}, key 'patch': give either grid or patch, not both")
     if kind == "attack" and isinstance(fields.get("options"), dict):
-        extra = set(fields["options"]) - set(fields.get("attacks", ("pgd",)))
+        from nnaudit.attacks.autoattack import run_names  # autoattack runs its cascade's attacks
+
+        extra = set(fields["options"]) - set(run_names(fields.get("attacks", ("pgd",)), fields.get("version", "standard")))
         if extra:
             problems.append(f"{where}, key 'options': options for attacks that are not run: {', '.join(sorted(extra))}")
     if len(problems) > before:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 _RECORDER = pytest.StashKey[Any]()
+_CACHE = pytest.StashKey[Any]()  # the session's RunCache: checks of one model load it once
 _RESULT_KEY = "nnaudit_entries"
 
 
@@ -120,7 +121,11 @@ class NnauditCheckItem(pytest.Item):
         opts = self.config.option
         settings = RunSettings(device=opts.nnaudit_device, timeout=opts.nnaudit_timeout,
                                command=f"pytest {self.nodeid}")
-        outcome = run_check(self.check, settings)
+        if self.config.stash.get(_CACHE, None) is None:
+            from nnaudit.checks.warm import RunCache
+
+            self.config.stash[_CACHE] = RunCache()
+        outcome = run_check(self.check, settings, cache=self.config.stash[_CACHE])
         _recorder(self.config).add_check(outcome.to_dict())
         if outcome.status is Status.INCONCLUSIVE:
             reason = f"nnaudit check {self.name} inconclusive: {outcome.judgement.message}"

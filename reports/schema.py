@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from importlib import metadata
@@ -131,6 +132,53 @@ def plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
+#: deepest nesting of lists and objects a result file may have (results nest about 8 deep; the
+#: free-form ``settings`` a little more): deeper files are refused before anything walks them
+MAX_JSON_DEPTH = 64
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` capped to 40 characters, so an error never echoes much of a file."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse(p: Path) -> Any:
+    """The JSON value in ``p``; DataError for bad JSON, nesting deeper than :data:`MAX_JSON_DEPTH`
+    (json's recursive decoder is never allowed to overflow the stack) and oversized integers."""
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: not a readable UTF-8 JSON file: {exc}") from exc
+    depth = _bracket_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise DataError(f"{p}: JSON nested {depth} levels deep; a result file nests at most {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers over Python's digit limit
+        raise DataError(f"{p}: not a JSON file: {_short(str(exc))[1:-1]}") from exc
+
+
+def _bracket_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON ``text`` outside strings, counted without recursion
+    (an upper bound on invalid JSON; stops counting past :data:`MAX_JSON_DEPTH`)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    break
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
@@ -150,16 +198,14 @@ def read_result(path: str | os.PathLike[str], *, kind: str | None = None, valida
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: result file not found")
-    try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: not a JSON file: {exc}") from exc
+    doc = _parse(p)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_NAME:
         raise DataError(f"{p}: not an nnaudit result (expected \"schema\": \"{SCHEMA_NAME}\")")
-    if doc.get("version") != SCHEMA_VERSION:
-        raise DataError(f"{p}: result format version {doc.get('version')!r}; this nnaudit reads version {SCHEMA_VERSION}")
+    if type(doc.get("version")) is not int or doc.get("version") != SCHEMA_VERSION:
+        raise DataError(f"{p}: $.version: result format version {_short(doc.get('version'))}; "
+                        f"this nnaudit reads version {SCHEMA_VERSION}")
     if doc.get("kind") not in KINDS:
-        raise DataError(f"{p}: unknown result kind {doc.get('kind')!r}; expected one of {KINDS}")
+        raise DataError(f"{p}: $.kind: unknown result kind {_short(doc.get('kind'))}; expected one of {KINDS}")
     if kind is not None and doc["kind"] != kind:
         raise DataError(f"{p}: expected a {kind!r} result, got {doc['kind']!r}")
     if validate:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _finite(value: int | float) -> bool:
+    """A number a report can draw: no NaN or infinity, and an integer that fits a float."""
+    return math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
+
+
 class Shape:
     """Base class: ``check(value, path, fail)`` calls ``fail(path, message)`` on a mismatch."""
 
@@ -53,7 +59,7 @@ class Scalar(Shape):
 
     def check(self, value: Any, path: str, fail: Callable[[str, str], None]) -> None:
         ok = {
-            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value),
             "integer": (isinstance(value, int) and not isinstance(value, bool))
             or (isinstance(value, float) and math.isfinite(value) and value.is_integer()),
             "string": isinstance(value, str),
@@ -61,7 +67,9 @@ class Scalar(Shape):
         }[self.what]
         if not ok:
             article = "an" if self.what[0] in "aeiou" else "a"
-            fail(path, f"expected {article} {self.what}, got {_show(value)}")
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            finite = "finite " if numeric and self.what == "number" else ""
+            fail(path, f"expected {article} {finite}{self.what}, got {_show(value)}")
 
 
 @dataclass(frozen=True)
@@ -108,10 +116,11 @@ class ListOf(Shape):
         if self.length is not None and len(value) != self.length:
             fail(path, f"expected a list of {self.length} items, got {len(value)}")
         if isinstance(self.item, Scalar) and self.item.what == "number":
-            # fast path for long pixel arrays
+            # fast path for long pixel arrays: only plain finite numbers sum to a finite float
+            if all(type(v) is float or type(v) is int for v in value) and _finite(sum(value)):
+                return
             for i, v in enumerate(value):
-                if type(v) is not float and (type(v) is not int):
-                    self.item.check(v, f"{path}[{i}]", fail)
+                self.item.check(v, f"{path}[{i}]", fail)
             return
         for i, v in enumerate(value):
             self.item.check(v, f"{path}[{i}]", fail)

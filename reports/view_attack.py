@@ -1,5 +1,9 @@
 """The ``attack`` result as a report section: robust accuracy per eps and
-attack (table and curve, worst case bold) and the gallery examples."""
+attack (table and curve, worst case bold) and the gallery examples.
+
+An AutoAttack cascade (``cascade`` in the document) shows, per attack, the
+robust accuracy after it and every attack before it (``robust_after``, as
+AutoAttack's log) and the samples it broke first (its ``broken`` set)."""
 
 from __future__ import annotations
 
@@ -17,15 +21,18 @@ def build(source: Source, gallery: Gallery) -> Section:
     attacks = list(doc.get("attacks") or [])
     for r in results:  # attacks present in results but not listed
         attacks += [a for a in r["robust_accuracy"] if a != figures.WORST and a not in attacks]
-    rows = [_row(r, attacks) for r in results]
-    curves = {a: [r["robust_accuracy"].get(a) for r in results] for a in attacks}
+    cascade = bool(doc.get("cascade"))
+    rows = [_row(r, attacks, cascade) for r in results]
+    key = "robust_after" if cascade else "robust_accuracy"
+    curves = {a: [(r.get(key) or {}).get(a) for r in results] for a in attacks}
     curves[figures.WORST] = [r["robust_accuracy"].get(figures.WORST) for r in results]
     plot = figures.robust_accuracy_curves([r["eps"] for r in results], curves, doc.get("clean_accuracy"),
                                           doc.get("norm", "")) if results else None
     examples = [_card(source, i, ex, gallery) for i, ex in enumerate(doc.get("examples") or [])]
     section = Section(source, f"Attacks on {source.model}", {
         "norm": doc.get("norm"), "num_samples": doc.get("num_samples"), "clean": pct(doc.get("clean_accuracy")),
-        "attacks": attacks, "rows": rows, "plot": plot, "examples": examples,
+        "attacks": [f"{a} (cascade: robust after it)" for a in attacks] if cascade else attacks,
+        "rows": rows, "plot": plot, "examples": examples,
         "explorer": attack_explorer(source, examples, gallery.limits.explorer_rows),
         "eps_missing": [fmt(e) for e in doc.get("eps") or [] if e not in {r["eps"] for r in results}],
     })
@@ -35,8 +42,9 @@ def build(source: Source, gallery: Gallery) -> Section:
     return section
 
 
-def _row(result: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
+def _row(result: dict[str, Any], attacks: list[str], cascade: bool = False) -> dict[str, Any]:
     ra, sr = result["robust_accuracy"], result.get("success_rate") or {}
+    after = {**ra, **(result.get("robust_after") or {})} if cascade else ra
     med, times, mism = result.get("median_perturbation") or {}, result.get("time_s") or {}, result.get("mismatches") or {}
 
     def median(a: str) -> str:
@@ -45,7 +53,7 @@ def _row(result: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
 
     return {
         "eps": fmt(result["eps"]), "worst": pct(ra.get(figures.WORST)), "worst_success": pct(sr.get(figures.WORST)),
-        "cells": [{"attack": a, "robust": pct(ra.get(a)), "success": pct(sr.get(a)), "median": median(a),
+        "cells": [{"attack": a, "robust": pct(after.get(a)), "success": pct(sr.get(a)), "median": median(a),
                    "time": fmt(times.get(a)), "mismatches": fmt(mism.get(a))} for a in attacks],
     }
 
@@ -69,6 +77,10 @@ def _line(source: Source, results: list[dict[str, Any]]) -> Line:
     doc = source.doc
     clean = doc.get("clean_accuracy")
     names = ", ".join(doc.get("attacks") or []) or "no attacks"
+    if doc.get("cascade"):
+        names = f"AutoAttack cascade {names}"
+    if doc.get("targeted"):
+        names += f", targeted at the top {doc['targeted']} classes"
     if not results:
         return Line("incomplete", f"{source.model}: {doc.get('norm')} attacks ({names}) — no eps finished yet",
                     f"#sec-{source.ident}")

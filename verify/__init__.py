@@ -7,6 +7,8 @@ torch or z3:
   holds, violated with a checked counterexample, or unknown/timeout;
 - ``Box``, ``robustness_property`` (:mod:`nnaudit.verify.spec`): programmatic
   properties;
+- ``write_vnnlib``, ``local_robustness_property`` (:mod:`nnaudit.verify.vnnlib_write`): a
+  property written as VNN-LIB (round-trips through the parser);
 - ``check_image`` (:mod:`nnaudit.verify.regions.api`): safety of every region
   of one image under discretized manipulations (DLV); the region-safety engine
   is the subpackage :mod:`nnaudit.verify.regions`.
@@ -22,6 +24,8 @@ _LAZY = {
     "robustness_property": "nnaudit.verify.spec",
     "Verdict": "nnaudit.verify.results",
     "check_image": "nnaudit.verify.regions.api",
+    "local_robustness_property": "nnaudit.verify.vnnlib_write",
+    "write_vnnlib": "nnaudit.verify.vnnlib_write",
 }
 
 __all__ = sorted(_LAZY)

@@ -20,6 +20,7 @@ import torch
 from nnaudit.networks.lower import Affine, Lowered
 from nnaudit.verify.backward import backward
 from nnaudit.verify.layer_bounds import LayerBounds, cast
+from nnaudit.verify.limits import Limits
 
 #: dtype of the alpha/beta gradient search; the bound itself is always evaluated in float64
 #: with the slopes and multipliers found, so this affects only speed and tightness, never soundness.
@@ -31,7 +32,7 @@ Betas = dict[int, tuple[torch.Tensor, torch.Tensor]]  # node -> (multipliers (D,
 
 def optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: int, lr: float,
                    splits: list[torch.Tensor | None] | None = None, upto: int | None = None,
-                   target: Affine | None = None, init: State | None = None
+                   target: Affine | None = None, init: State | None = None, limits: Limits | None = None
                    ) -> tuple[torch.Tensor, State, torch.Tensor, list[torch.Tensor | None]]:
     """alpha(-beta)-CROWN: gradient ascent on the lower ReLU slopes (in [0, 1],
     one per bounded row and neuron: each row's bound picks its own
@@ -48,7 +49,7 @@ def optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: in
     Bounds ``c @ target`` through the nodes before ``upto`` (default: the
     network output through all nodes).  ``init``: a warm start (see
     :func:`~nnaudit.verify.bounds.spec_lower`), e.g. the parent sub-domain's optimum, which the
-    children's optimum is usually close to."""
+    children's optimum is usually close to.  ``limits``: the deadline, checked at every step."""
     upto = len(low.nodes) if upto is None else upto
     target = low.output if target is None else target
     work = cast(bounds, OPT_DTYPE)  # the search runs in OPT_DTYPE; only float64 evaluations count as bounds
@@ -57,7 +58,7 @@ def optimise_alpha(low: Lowered, bounds: LayerBounds, c: torch.Tensor, steps: in
     betas = _start_betas(low, splits, rows, upto, (init or {}).get("beta", {}))
     c_work = c.to(OPT_DTYPE)
     bound = lambda: backward(low, work, upto, target, c_work, alphas=alphas, betas=betas or None)[0]  # noqa: E731
-    best = _ascend(bound, alphas, betas, steps, lr)
+    best = _ascend(bound, alphas, betas, steps, lr, limits or Limits())
     best_a = dict(zip(alphas, best[:len(alphas)]))
     best_b = dict(zip(betas, best[len(alphas):]))
     with torch.no_grad():  # the bound: the best slopes and multipliers, evaluated in float64
@@ -99,7 +100,7 @@ def _start_betas(low: Lowered, splits: list[torch.Tensor | None] | None, rows: t
 
 
 def _ascend(bound: Callable[[], torch.Tensor], alphas: dict[int, torch.Tensor], betas: Betas,
-            steps: int, lr: float) -> list[torch.Tensor]:
+            steps: int, lr: float, limits: Limits = Limits()) -> list[torch.Tensor]:
     """``steps`` Adam steps up the bound ``(D, r)`` that ``bound()`` gives with the current
     ``alphas`` and ``betas`` (updated in place, kept in [0, 1] and >= 0); returns, per row, the
     slopes then the multipliers of the iterate whose bound was best (the start and the
@@ -109,6 +110,7 @@ def _ascend(bound: Callable[[], torch.Tensor], alphas: dict[int, torch.Tensor], 
     best = [p.detach().clone() for p in params]  # per row: the iterate with the best bound so far
     best_val: torch.Tensor | None = None
     for i in range(steps + 1):  # steps updates; the iterate after the last is scored too, without a gradient
+        limits.check_time()
         with torch.set_grad_enabled(i < steps):
             val = bound()
         with torch.no_grad():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from nnaudit.networks.lower import Affine, Lowered, Node
-from nnaudit.verify.edges import edge_mats
+from nnaudit.verify.edges import dense_rows, edge_mats
 from nnaudit.verify.layer_bounds import LayerBounds
 
 
@@ -68,7 +68,8 @@ def _start(target: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], torch
     (or of the ``rows`` of ``target`` and their negations; see :func:`backward`)."""
     m, _, bias = target
     if rows is not None:
-        coeff: dict[int, torch.Tensor] = {s: torch.stack([m[s].T[rows], -m[s].T[rows]], 1) for s in m}
+        picked = {s: dense_rows(m[s], rows).to(bias.dtype) for s in m}
+        coeff: dict[int, torch.Tensor] = {s: torch.stack([v, -v], 1) for s, v in picked.items()}
         const = torch.stack([bias[rows], -bias[rows]], 1)
     else:
         assert lam is not None

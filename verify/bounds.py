@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnaudit.networks.lower import Lowered, Node, lower
+from nnaudit.networks.lower import Eye, Lowered, Node, lower
 from nnaudit.verify.alpha import OPT_DTYPE, optimise_alpha
 from nnaudit.verify.backward import backward
 from nnaudit.verify.edges import affine_interval, edge_mats
 from nnaudit.verify.forward import ForwardLinear
 from nnaudit.verify.layer_bounds import LayerBounds, SpecBound, joined, part
+from nnaudit.verify.limits import Limits
 
 __all__ = ["BOUND_CHUNK", "EMPTY_TOL", "OPT_DTYPE", "PAIRS_SHARE", "SKIP_UNSPLIT", "BoundMethod", "Intermediate",
            "LayerBounds", "SpecBound", "compute_bounds", "lower_network", "output_bounds", "spec_bounds",
@@ -54,6 +55,9 @@ SKIP_UNSPLIT = True
 #: substitution's (D, rows, n) tensors of 512 ACAS Xu sub-domains (20 MB each) outgrow the cache, and
 #: a pass over them costs more per sub-domain than over 64 (ACAS Xu 4_7 prop 1, batches of 512: 26.7 s -> 20 s)
 BOUND_CHUNK = 64
+#: at most this many neurons of a node are refined per backward pass (the deadline is checked between
+#: passes: one pass over a CIFAR conv layer's 2,048 neurons took ~1 s on the busy 2-core machine)
+REFINE_GROUP = 512
 
 
 class BoundMethod(Enum):
@@ -97,7 +101,7 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *,
                    method: BoundMethod | str = BoundMethod.CROWN,
                    splits: list[torch.Tensor | None] | None = None,
                    parent: LayerBounds | None = None, intermediate: Intermediate | str = Intermediate.AUTO,
-                   alpha_steps: int = 0) -> LayerBounds:
+                   alpha_steps: int = 0, limits: Limits | None = None) -> LayerBounds:
     """Bounds of every node for ``D`` boxes ``x_lo``/``x_hi`` ``(D, n_in)``.
 
     ``splits[k]`` ``(D, size_k)`` in {-1, 0, +1} fixes ReLU phases (+1: z >= 0,
@@ -110,14 +114,17 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *,
     ``alpha_steps > 0``: the backward bounds of each node are also optimised
     over the lower ReLU slopes (alpha-CROWN on intermediate bounds; costly,
     meant for a few boxes such as the root of branch and bound).  At most
-    :data:`BOUND_CHUNK` sub-domains are bounded per pass.
-    """
+    :data:`BOUND_CHUNK` sub-domains are bounded per pass.  ``limits``: deadline and memory budget
+    (rows per pass chosen to fit; see :mod:`~nnaudit.verify.limits` for what it raises)."""
     method = _as_method(method)
     d = x_lo.shape[0]
     if d > BOUND_CHUNK and method is BoundMethod.CROWN:
         return _in_chunks(low, x_lo, x_hi, splits, parent, method=method, intermediate=intermediate,
-                          alpha_steps=alpha_steps)
+                          alpha_steps=alpha_steps, limits=limits)
+    limits = limits or Limits()
+    limits.check_time()
     mats = edge_mats(low)
+    limits.check_time()
     src_lo, src_hi = [x_lo], [x_hi]
     pre_lo: list[torch.Tensor] = []
     pre_hi: list[torch.Tensor] = []
@@ -138,8 +145,8 @@ def compute_bounds(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, *,
         lo, hi = affine_interval(node.pre, mats, src_lo, src_hi)
         if fwd is not None:
             lo, hi = fwd.pre(node, mats, lo, hi)
-        if refine and set(node.pre.mats) != {0}:
-            lo, hi = _refine(low, partial, k, node, lo, hi, splits, alpha_steps, changed)
+        if refine and set(node.pre.mats) != {0} and not _passthrough(node):
+            lo, hi = _refine(low, partial, k, node, lo, hi, splits, alpha_steps, changed, limits)
         lo, hi = _constrain(lo, hi, k, splits, parent, feasible)
         pre_lo.append(lo)
         pre_hi.append(hi)
@@ -161,6 +168,13 @@ def _in_chunks(low: Lowered, x_lo: torch.Tensor, x_hi: torch.Tensor, splits: lis
                                   splits=None if splits is None else [cut(s, i) for s in splits],
                                   parent=part(parent, d, i, size), **kw)
                    for i in range(0, d, size)])
+
+
+def _passthrough(node: Node) -> bool:
+    """Whether ``node`` reads one earlier node's output as it is, through an implicit identity (a wide
+    MaxPool after a ReLU): backward substitution cannot improve on the interval bounds there (each
+    output's bounds are its own input's), and it would cost a pass of ``2 n`` rows over ``n`` values."""
+    return len(node.pre.mats) == 1 and all(isinstance(m, Eye) for m in node.pre.mats.values())
 
 
 def _split_so_far(x_lo: torch.Tensor, x_hi: torch.Tensor, splits: list[torch.Tensor | None] | None,
@@ -191,7 +205,7 @@ def _constrain(lo: torch.Tensor, hi: torch.Tensor, k: int, splits: list[torch.Te
 # -- refinement of intermediate bounds by backward substitution -------------
 def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Tensor, hi: torch.Tensor,
             splits: list[torch.Tensor | None] | None, alpha_steps: int = 0,
-            changed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            changed: torch.Tensor | None = None, limits: Limits = Limits()) -> tuple[torch.Tensor, torch.Tensor]:
     """Tighten node k's pre-activation bounds by backward substitution.
 
     For ReLU nodes only the neurons that may be active in some sub-domain of
@@ -202,7 +216,8 @@ def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Te
     are stable).  Refining those too cut ACAS Xu 4_7 prop 1 from 120 690
     sub-domains to 40 010.  An inactive neuron's output is 0 whatever its
     bounds.  ``changed`` ``(D,)``: only these sub-domains are refined (the
-    others' bounds would not improve on their parent's).
+    others' bounds would not improve on their parent's).  The rows are bounded
+    in groups that fit the memory budget, the deadline checked between groups.
     """
     n = node.pre.size
     if node.kind == "relu":
@@ -219,18 +234,26 @@ def _refine(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: torch.Te
         rows = torch.arange(n)
     if len(rows) == 0:
         return lo, hi
-    eye = torch.eye(n, dtype=_DT)[rows]
-    lam = torch.cat([eye, -eye])
-    val, _, _ = backward(low, partial, k, node.pre, lam)
-    if alpha_steps > 0 and any(n.kind == "relu" for n in low.nodes[:k]):
-        with torch.enable_grad():
-            opt = optimise_alpha(low, partial, lam.expand(lo.shape[0], -1, -1), alpha_steps, 0.1, splits,
-                                 upto=k, target=node.pre)[0]
-        val = torch.maximum(val, opt.detach())
-    r = len(rows)
     lo, hi = lo.clone(), hi.clone()
-    lo[:, rows] = torch.maximum(lo[:, rows], val[:, :r])
-    hi[:, rows] = torch.minimum(hi[:, rows], -val[:, r:])
+    # a backward pass holds a few (D, 2 rows, n_s) tensors per source; alpha's autograd graph more
+    per_row = 2 * 8 * lo.shape[0] * sum(low.source_sizes()[:k + 1]) * (8 if alpha_steps > 0 else 3)
+    group = min(limits.rows_fitting(per_row, len(rows)), REFINE_GROUP)
+    limits.need(per_row * group, f"backward substitution of node {k} ({node.name})")
+    for start in range(0, len(rows), group):
+        limits.check_time()
+        part = rows[start:start + group]
+        eye = torch.zeros((len(part), n), dtype=_DT)
+        eye[torch.arange(len(part)), part] = 1.0
+        lam = torch.cat([eye, -eye])
+        val, _, _ = backward(low, partial, k, node.pre, lam)
+        if alpha_steps > 0 and any(n.kind == "relu" for n in low.nodes[:k]):
+            with torch.enable_grad():
+                opt = optimise_alpha(low, partial, lam.expand(lo.shape[0], -1, -1), alpha_steps, 0.1, splits,
+                                     upto=k, target=node.pre, limits=limits)[0]
+            val = torch.maximum(val, opt.detach())
+        r = len(part)
+        lo[:, part] = torch.maximum(lo[:, part], val[:, :r])
+        hi[:, part] = torch.minimum(hi[:, part], -val[:, r:])
     return lo, hi
 
 
@@ -260,7 +283,7 @@ def _refine_pairs(low: Lowered, partial: LayerBounds, k: int, node: Node, lo: to
 def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tensor, *,
                method: BoundMethod | str = BoundMethod.CROWN, alpha_steps: int = 0, alpha_lr: float = 0.1,
                record: bool = False, splits: list[torch.Tensor | None] | None = None,
-               init: dict[str, dict[int, torch.Tensor]] | None = None) -> SpecBound:
+               init: dict[str, dict[int, torch.Tensor]] | None = None, limits: Limits | None = None) -> SpecBound:
     """Lower bounds of ``C @ y + d`` per sub-domain: ``c`` ``(r, n_out)`` or
     ``(D, r, n_out)``, ``d`` ``(r,)`` or ``(D, r)``; returns :class:`SpecBound`.
 
@@ -269,10 +292,14 @@ def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tens
     multipliers (beta-CROWN) together with the lower ReLU slopes (alpha), one
     slope per (row, neuron).  ``init``: a warm start in the form of
     :attr:`SpecBound.state` (NaN entries: the default start); the final
-    slopes and multipliers come back in ``state``."""
+    slopes and multipliers come back in ``state``.  ``limits``: as in :func:`compute_bounds`."""
     method = _as_method(method)
     mats = edge_mats(low)
     n_dom = bounds.x_lo.shape[0]
+    if limits is not None:
+        limits.check_time()
+        per = 8 * n_dom * c.shape[-2] * sum(low.source_sizes()) * (8 if alpha_steps > 0 else 3)
+        limits.need(per, "backward substitution of the property's rows")
     c = c.to(_DT).expand(n_dom, -1, -1) if c.ndim == 2 else c.to(_DT)
     d = d.to(_DT).expand(n_dom, -1) if d.ndim == 1 else d.to(_DT)
     out_lo, out_hi = affine_interval(low.output, mats, [bounds.x_lo] + bounds.out_lo, [bounds.x_hi] + bounds.out_hi)
@@ -285,7 +312,8 @@ def spec_lower(low: Lowered, bounds: LayerBounds, c: torch.Tensor, d: torch.Tens
     if alpha_steps > 0:
         # the linear form (and the ReLU scores) of the optimised bound: on mnist_fc 256x4 prop 3
         # eps 0.05, scoring ReLUs by it instead of by plain CROWN's halved the sub-domains
-        opt, state, a_in, rec = optimise_alpha(low, bounds, c, alpha_steps, alpha_lr, splits, init=init)
+        opt, state, a_in, rec = optimise_alpha(low, bounds, c, alpha_steps, alpha_lr, splits, init=init,
+                                               limits=limits)
         val, lin = torch.maximum(val, opt), opt
     return SpecBound(torch.maximum(val + d, ibp), a_in, rec, state, lin + d)
 

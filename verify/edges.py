@@ -10,6 +10,8 @@ once per lowered network and dtype and kept in the network's own
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -28,11 +30,28 @@ def edge_mats(low: Lowered, dtype: torch.dtype = torch.float64) -> EdgeMats:
     if key not in low.cache:
         conv = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         forms = [n.pre for n in low.nodes] + [low.output]
-        low.cache[key] = {id(f): ({s: conv(m) for s, m in f.mats.items()},
-                                  {s: conv(np.abs(m)) for s, m in f.mats.items()}, conv(f.bias),
-                                  {s: conv(np.maximum(m, 0)) for s, m in f.mats.items()},
-                                  {s: conv(np.minimum(m, 0)) for s, m in f.mats.items()}) for f in forms}
+        low.cache[key] = {id(f): ({s: _part(m, conv, "") for s, m in f.mats.items()},
+                                  {s: _part(m, conv, "abs") for s, m in f.mats.items()}, conv(f.bias),
+                                  {s: _part(m, conv, "pos") for s, m in f.mats.items()},
+                                  {s: _part(m, conv, "neg") for s, m in f.mats.items()}) for f in forms}
     return low.cache[key]
+
+
+def _part(m: Any, conv: Any, which: str) -> Any:
+    """``M``, ``|M|``, ``max(M, 0)`` or ``min(M, 0)`` of an edge: a torch tensor of a dense matrix,
+    the structured map's own (it applies itself to torch tensors) of a structured one."""
+    if not isinstance(m, np.ndarray):
+        return getattr(m, which)() if which else m
+    return conv({"": m, "abs": np.abs(m), "pos": np.maximum(m, 0), "neg": np.minimum(m, 0)}[which])
+
+
+def dense_rows(m: Any, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of ``M.T`` ``(len(rows), n_s)`` (columns of ``M``), dense or structured."""
+    if torch.is_tensor(m):
+        return m.T[rows]
+    units = torch.zeros((len(rows), m.shape[1]), dtype=torch.float64)
+    units[torch.arange(len(rows)), rows] = 1.0
+    return units @ m.T
 
 
 def affine_interval(form: Affine, mats: EdgeMats, src_lo: list[torch.Tensor],

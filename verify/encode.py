@@ -24,7 +24,7 @@ import numpy as np
 import z3
 
 from nnaudit.errors import SolverError
-from nnaudit.networks.lower import Affine, Lowered
+from nnaudit.networks.lower import Affine, Lowered, column
 from nnaudit.networks.lower import lower as lower_network
 from nnaudit.verify.smt import real
 
@@ -96,7 +96,7 @@ def _affine(form: Affine, sources: list[list[Any]], cache: dict[float, Any], con
             continue
         terms = []
         for s, m in form.mats.items():
-            col = m[:, j]
+            col = column(m, j)
             for i in np.flatnonzero(col):
                 w = float(col[i])
                 if w not in cache:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 from nnaudit.errors import ConfigError
 from nnaudit.verify.bab import BabConfig, run_bab
 from nnaudit.verify.falsify import FalsifyConfig, falsify
+from nnaudit.verify.limits import OutOfMemoryBudget, OutOfTime, default_max_memory
 from nnaudit.verify.results import Counterexample, Verdict, VerifyResult
 from nnaudit.verify.spec import Property
 
@@ -37,6 +38,7 @@ class VerifyConfig:
     """Settings of one verification run."""
 
     timeout_s: float = 60.0                                         # wall-clock budget of the whole instance
+    max_memory: int | None = field(default_factory=default_max_memory)  # bytes (verify.limits); None: unlimited
     torch_threads: int = 1                                          # intra-op threads of torch (1 is fastest for these small batched ops)
     falsify: FalsifyConfig = field(default_factory=FalsifyConfig)   # phase 1
     bab: BabConfig = field(default_factory=BabConfig)               # phases 2-4
@@ -82,7 +84,6 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
         raise ConfigError("the network has no source ONNX file; counterexamples must be confirmed by onnxruntime on it")
     spec.check_network(net.input_size, net.output_size, where=str(prop) if not isinstance(prop, Property) else spec.name)
     ort = reference(net)
-    low = lower(net)
     phases = {"falsify": 0.0, "bab": 0.0}
     stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0, "phase_closed": 0}
     prop_name = Path(prop).name if isinstance(prop, (str, os.PathLike)) else spec.name
@@ -93,11 +94,32 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
                             stats["phase_closed"])
 
     t = time.monotonic()
-    cex = _falsify_first(net, ort, spec, config, deadline)
+    try:
+        cex = _falsify_first(net, ort, spec, config, deadline)
+    except OutOfTime:
+        return result(Verdict.TIMEOUT, None, "deadline reached during falsification")
     phases["falsify"] = time.monotonic() - t
     if cex is not None:
         return result(Verdict.VIOLATED, cex, "counterexample found by falsification (random sampling and PGD on "
                                              "the property's margin) before the search")
+    if time.monotonic() > deadline:  # lowering a conv net takes a second
+        return result(Verdict.TIMEOUT, None, "deadline reached")
+    try:
+        low = lower(net, config.max_memory)
+    except MemoryError as exc:  # DenseTooLarge, or an allocation that failed
+        return result(Verdict.UNKNOWN, None, f"memory budget: {exc}")
+    bab = replace(config.bab, max_memory=config.max_memory)
+    try:
+        verdict, cex, message = _search_cases(low, net, ort, spec, bab, deadline, progress, phases, stats)
+    except (OutOfMemoryBudget, MemoryError) as exc:
+        return result(Verdict.UNKNOWN, None, f"memory budget: {exc}")
+    return result(verdict, cex, message)
+
+
+def _search_cases(low: Any, net: Any, ort: Any, spec: Property, bab: Any, deadline: float, progress: Any,
+                  phases: dict[str, float], stats: dict[str, Any]) -> tuple[Verdict, Any, str]:
+    """Branch and bound on each case in turn: (verdict, counterexample, message); the phase
+    times and counts are added to ``phases`` and ``stats``."""
     messages = []
     undecided = None
     for i, (box, region) in enumerate(spec.cases):
@@ -106,17 +128,15 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
             messages.append("deadline reached")
             break
         t = time.monotonic()
-        out = run_bab(low, net, ort, box, region, config.bab, deadline, progress)
+        out = run_bab(low, net, ort, box, region, bab, deadline, progress)
         phases["bab"] += time.monotonic() - t
-        stats["subdomains"] += out.subdomains
-        stats["z3_calls"] += out.z3_calls
-        stats["z3_time_s"] += out.z3_time_s
-        stats["phase_closed"] += out.phase_closed
+        for key in ("subdomains", "z3_calls", "z3_time_s", "phase_closed"):
+            stats[key] += getattr(out, key)
         log.info("case %d/%d: %s after %d sub-domains (%d closed by phase patterns%s)", i + 1, len(spec.cases),
                  out.status.value, out.subdomains, out.phase_closed,
                  f"; bounded by each process of the shared search: {out.shared}" if out.shared else "")
         if out.status is Verdict.VIOLATED:
-            return result(Verdict.VIOLATED, out.counterexample, out.message)
+            return Verdict.VIOLATED, out.counterexample, out.message
         if out.status is not Verdict.HOLDS:
             messages.append(f"case {i}: {out.message}")
             if out.status is Verdict.TIMEOUT:
@@ -124,8 +144,8 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
                 break
             undecided = undecided or Verdict.UNKNOWN
     if undecided is not None:
-        return result(undecided, None, "; ".join(messages))
-    return result(Verdict.HOLDS)
+        return undecided, None, "; ".join(messages)
+    return Verdict.HOLDS, None, ""
 
 
 def _falsify_first(net: Any, ort: Any, spec: Property, config: VerifyConfig, deadline: float) -> Counterexample | None:
@@ -150,7 +170,7 @@ def counterexample_ok(network_path: Any, prop: Property, x: np.ndarray) -> bool:
     x = np.asarray(x, dtype=np.float32).reshape(1, -1)
     shape = network_path.input_shape if loaded else None
     for box, region in prop.cases:
-        if not box.contains(x.astype(np.float64))[0]:
+        if not box.contains_float32(x)[0]:
             continue
         if shape is None:
             from nnaudit.networks import load

@@ -12,16 +12,19 @@ to float32 inside the box, since that is what the file computes on.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nnaudit.verify.limits import Limits
 from nnaudit.verify.results import Counterexample
 from nnaudit.verify.spec import Box, Region
 
 log = logging.getLogger(__name__)
+
+#: random samples evaluated per chunk (the deadline is checked between chunks)
+SAMPLE_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,9 @@ class FalsifyConfig:
 def float32_in_box(x: np.ndarray, box: Box) -> np.ndarray:
     """Round flat inputs ``(B, n_in)`` to float32 values inside the box.
 
-    Values that rounding pushes outside a bound move one float32 step back in;
-    returns float32 ``(B, n_in)``.
+    Values that rounding pushes outside a bound move one float32 step back in; on a
+    dimension whose interval holds no float32 value (an input fixed at a decimal) the value
+    is the bound's float32 rounding (see :meth:`Box.contains_float32`).  Returns float32 ``(B, n_in)``.
     """
     x = np.clip(np.asarray(x, dtype=np.float64).reshape(len(x), -1), box.lower, box.upper)
     x32 = x.astype(np.float32)
@@ -47,7 +51,8 @@ def float32_in_box(x: np.ndarray, box: Box) -> np.ndarray:
     x32 = np.where(below, np.nextafter(lo32, np.float32(np.inf)), x32)
     above = x32.astype(np.float64) > box.upper
     x32 = np.where(above, np.nextafter(hi32, np.float32(-np.inf)), x32)
-    return x32
+    empty = box.float32_gaps()[0]
+    return np.where(empty, lo32, x32) if empty.any() else x32
 
 
 def confirm(ort: Any, box: Box, region: Region, xs: np.ndarray, input_shape: tuple[int, ...]) -> Counterexample | None:
@@ -55,7 +60,7 @@ def confirm(ort: Any, box: Box, region: Region, xs: np.ndarray, input_shape: tup
     if len(xs) == 0:
         return None
     x32 = float32_in_box(xs, box)
-    inside = box.contains(x32.astype(np.float64))
+    inside = box.contains_float32(x32)
     x32 = x32[inside]
     if len(x32) == 0:
         return None
@@ -95,23 +100,33 @@ def torch_margin(region: Region, targets: Any = None) -> Any:
 
 def falsify(network: Any, ort: Any, box: Box, region: Region, config: FalsifyConfig = FalsifyConfig(),
             deadline: float | None = None) -> Counterexample | None:
-    """Search the box for a counterexample: random samples, then PGD on the margin."""
+    """Search the box for a counterexample: random samples, then PGD on the margin.  Past
+    ``deadline`` (checked between chunks of samples and at every PGD step) it raises
+    :class:`~nnaudit.verify.limits.OutOfTime`."""
+    limits = Limits(deadline)
     rng = np.random.default_rng(config.seed)
     shape = tuple(network.input_shape)
     n = box.size
     xs = box.lower + (box.upper - box.lower) * rng.random((config.samples, n))
     xs = np.concatenate([xs, ((box.lower + box.upper) / 2)[None]], axis=0)
-    margins = region.margin(network.evaluate(xs.reshape((len(xs),) + shape)))
+    margins = np.concatenate([_margins(network, region, xs[i:i + SAMPLE_CHUNK], shape, limits)
+                              for i in range(0, len(xs), SAMPLE_CHUNK)])
     order = np.argsort(margins)
     found = confirm(ort, box, region, xs[order[:8]][margins[order[:8]] <= 0], shape)
     if found is not None or config.pgd_starts <= 0:
         return found
-    if deadline is not None and time.monotonic() > deadline:
-        return None
-    return _pgd(network, ort, box, region, xs[order[: config.pgd_starts // 2]], config)
+    limits.check_time()
+    return _pgd(network, ort, box, region, xs[order[: config.pgd_starts // 2]], config, limits)
 
 
-def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, config: FalsifyConfig) -> Counterexample | None:
+def _margins(network: Any, region: Region, xs: np.ndarray, shape: tuple[int, ...], limits: Limits) -> np.ndarray:
+    """The region's margin at the flat inputs ``xs`` ``(B, n_in)``, after a deadline check."""
+    limits.check_time()
+    return region.margin(network.evaluate(xs.reshape((len(xs),) + shape)))
+
+
+def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, config: FalsifyConfig,
+         limits: Limits = Limits()) -> Counterexample | None:
     try:
         from nnaudit.networks.box_search import minimize_in_box
     except (ImportError, AttributeError) as exc:  # the attacks package is optional at run time
@@ -133,7 +148,11 @@ def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, c
     rest = lo[len(starts):] + (hi[len(starts):] - lo[len(starts):]) * rng.random(lo[len(starts):].shape)
     init = np.concatenate([starts.reshape((len(starts),) + shape), rest], axis=0)
     with torch.enable_grad():
-        x, value = minimize_in_box(lambda t: margin(model(t)), lo, hi, steps=config.pgd_steps, restarts=1,
+        def objective(t: Any) -> Any:
+            limits.check_time()  # every step: a wide network's PGD run takes seconds
+            return margin(model(t))
+
+        x, value = minimize_in_box(objective, lo, hi, steps=config.pgd_steps, restarts=1,
                                    seed=config.seed, x_init=init, stop_below=-1e-4)
     order = np.argsort(value)[:8]
     return confirm(ort, box, region, x.reshape(count, -1)[order], shape)

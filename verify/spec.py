@@ -47,6 +47,23 @@ class Box:
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         return np.all((x >= self.lower) & (x <= self.upper), axis=1)
 
+    def float32_gaps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(empty, below, above)`` ``(n_in,)``: the dimensions whose interval holds no float32 value
+        (an input fixed at a decimal such as 0.1), and the float32 neighbours on either side of it."""
+        lo32, hi32 = self.lower.astype(np.float32), self.upper.astype(np.float32)
+        up = np.where(lo32.astype(np.float64) < self.lower, np.nextafter(lo32, np.float32(np.inf)), lo32)
+        down = np.where(hi32.astype(np.float64) > self.upper, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+        return up.astype(np.float64) > down.astype(np.float64), down.astype(np.float64), up.astype(np.float64)
+
+    def contains_float32(self, x: np.ndarray) -> np.ndarray:
+        """``(B,)`` mask of float32 inputs ``(B, n_in)`` the file can be given for points of the box: inside
+        it, except that on a dimension whose interval holds no float32 value, the two float32 values
+        around it (the input's float32 rounding) count as inside."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        empty, below, above = self.float32_gaps()
+        lo, hi = np.where(empty, below, self.lower), np.where(empty, above, self.upper)
+        return np.all((x >= lo) & (x <= hi), axis=1)
+
 
 @dataclass(frozen=True)
 class Region:

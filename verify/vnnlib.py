@@ -26,6 +26,10 @@ from nnaudit.verify.spec import Box, Property, Region
 
 #: Largest DNF (number of conjunctions) accepted before giving up.
 MAX_TERMS = 100_000
+#: Deepest nesting of parentheses accepted (VNN-COMP files nest 3-6 deep); deeper is refused at its '('.
+MAX_DEPTH = 100
+#: Largest X_i / Y_i index accepted (10^7 inputs: 40 times ImageNet's 224x224x3).
+MAX_INDEX = 10_000_000
 _TOKEN = re.compile(r"\s+|;[^\n]*|\(|\)|[^\s();]+")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _VAR = re.compile(r"([XY])_(\d+)$")
@@ -83,6 +87,8 @@ class _Parser:
         top: list[_List] = []
         for tok in self.tokens():
             if tok.text == "(":
+                if len(stack) >= MAX_DEPTH:
+                    raise self.error(tok, f"expressions nested deeper than {MAX_DEPTH} levels")
                 stack.append(_List([], tok.line, tok.col))
             elif tok.text == ")":
                 if not stack:
@@ -132,8 +138,8 @@ class _Interpreter:
         ids = self.declared[kind]
         if not ids:
             raise SpecError(f"{self.p.source}: no {kind}_i variables declared")
-        if ids != set(range(len(ids))):
-            missing = min(set(range(max(ids) + 1)) - ids)
+        if max(ids) + 1 != len(ids):  # distinct indices from 0: complete exactly when max + 1 == count
+            missing = next(i for i, j in enumerate(sorted(ids)) if i != j)
             raise SpecError(f"{self.p.source}: {kind}_{missing} is not declared (expected {kind}_0..{kind}_{max(ids)})")
         return len(ids)
 
@@ -161,41 +167,102 @@ class _Interpreter:
             raise self.p.error(var, f"expected a variable named X_i or Y_i, got {_short(var.text)}")
         if sort.text != "Real":
             raise self.p.error(sort, f"expected sort Real, got {_short(sort.text)}")
-        ids = self.declared[m.group(1)]
-        if int(m.group(2)) in ids:
-            raise self.p.error(var, f"{var.text} is declared twice")
-        ids.add(int(m.group(2)))
+        ids, idx = self.declared[m.group(1)], self.index(var, m.group(2))
+        if idx in ids:
+            raise self.p.error(var, f"{_short(var.text)} is declared twice")
+        ids.add(idx)
 
-    # -- formulas: DNF as a list of conjunctions of atoms ---------------------
+    # -- formulas and terms: evaluated bottom-up with an explicit stack (no recursion) ----
+    def evaluate(self, root: _Tok | _List, role: str) -> object:
+        """The value of ``root`` as a ``role`` ("formula": DNF as a list of conjunctions of
+        atoms; "term": a linear term), children first, without Python recursion."""
+        todo: list[tuple[_Tok | _List, str, bool]] = [(root, role, False)]
+        values: list[object] = []
+        while todo:
+            node, kind, ready = todo.pop()
+            if ready:
+                n = len(node.items) - 1
+                args = values[len(values) - n:]
+                del values[len(values) - n:]
+                values.append(self.combine(node, kind, args))
+                continue
+            children = self.children(node, kind)
+            if children is None:
+                values.append(self.term_leaf(node))
+                continue
+            todo.append((node, kind, True))
+            todo.extend((child, child_kind, False) for child, child_kind in reversed(children))
+        return values[0]
+
     def formula(self, node: _Tok | _List) -> list[list[tuple]]:
+        return self.evaluate(node, "formula")  # type: ignore[return-value]
+
+    def children(self, node: _Tok | _List, kind: str) -> list[tuple[_Tok | _List, str]] | None:
+        """What ``node`` needs evaluated first (checked here, before any work); None for a leaf term."""
+        if kind == "term":
+            if isinstance(node, _Tok):
+                return None
+            if not node.items or not isinstance(node.items[0], _Tok):
+                raise self.p.error(node, f"expected a term, got {self.p._desc(node)}")
+            if node.items[0].text not in ("+", "-", "*") or len(node.items) < 2:
+                raise self.p.error(node, f"expected a term (+, -, * with arguments), got {self.p._desc(node)}")
+            return [(a, "term") for a in node.items[1:]]
         if not isinstance(node, _List) or not node.items or not isinstance(node.items[0], _Tok):
             raise self.p.error(node, f"expected a formula (and/or/<=/>=/=), got {self.p._desc(node)}")
         op, args = node.items[0].text, node.items[1:]
         if op in ("and", "or"):
             if not args:
                 raise self.p.error(node, f"expected at least one argument to {op}")
-            parts = [self.formula(a) for a in args]
-            if op == "or":
-                out = [t for part in parts for t in part]
-                if len(out) > MAX_TERMS:
-                    raise self.p.error(node, f"the formula expands to more than {MAX_TERMS} cases")
-                return out
-            acc: list[list[tuple]] = [[]]
-            for part in parts:
-                acc = _and(acc, part, self.p, node)
-            return acc
+            return [(a, "formula") for a in args]
         if op in ("<=", ">=", "="):
             if len(args) != 2:
                 raise self.p.error(node, f"expected ({op} TERM TERM), got {len(args)} arguments")
-            a, b = self.term(args[0]), self.term(args[1])
-            le = _sub(a, b) if op == "<=" else _sub(b, a)
-            atoms = [self.atom(le, node)]
-            if op == "=":
-                atoms.append(self.atom(_sub(b, a), node))
-            return [atoms]
+            return [(a, "term") for a in args]
         if op in ("<", ">"):
             raise self.p.error(node.items[0], f"strict inequality {_short(op)} is not supported (use <= or >=)")
         raise self.p.error(node.items[0], f"expected and, or, <=, >= or =, got {_short(op)}")
+
+    def combine(self, node: _List, kind: str, args: list) -> object:
+        """The value of ``node`` from its children's values ``args``."""
+        op = node.items[0].text
+        if kind == "formula":
+            return self.combine_formula(node, op, args)
+        if op == "+":
+            out: tuple[dict, float] = ({}, 0.0)
+            for a in args:
+                out = _add(out, a)
+            return out
+        if op == "-":
+            if len(args) == 1:
+                return _scale(args[0], -1.0)
+            out = args[0]
+            for a in args[1:]:
+                out = _sub(out, a)
+            return out
+        out = ({}, 1.0)
+        for a in args:
+            if out[0] and a[0]:
+                raise self.p.error(node, "expected a linear term, got a product of two variables")
+            out = _scale(a, out[1]) if not out[0] else _scale(out, a[1])
+        return out
+
+    def combine_formula(self, node: _List, op: str, args: list) -> list[list[tuple]]:
+        if op == "or":
+            out = [t for part in args for t in part]
+            if len(out) > MAX_TERMS:
+                raise self.p.error(node, f"the formula expands to more than {MAX_TERMS} cases")
+            return out
+        if op == "and":
+            acc: list[list[tuple]] = [[]]
+            for part in args:
+                acc = _and(acc, part, self.p, node)
+            return acc
+        a, b = args
+        le = _sub(a, b) if op == "<=" else _sub(b, a)
+        atoms = [self.atom(le, node)]
+        if op == "=":
+            atoms.append(self.atom(_sub(b, a), node))
+        return [atoms]
 
     def atom(self, lin: tuple[dict, float], node: _List) -> tuple:
         """``sum coef * var + const <= 0`` as ("X" | "Y", {idx: coef}, const)."""
@@ -206,43 +273,26 @@ class _Interpreter:
         kind = kinds.pop() if kinds else "Y"
         return (kind, {i: c for (_, i), c in coefs.items() if c != 0.0}, const, (node.line, node.col))
 
-    def term(self, node: _Tok | _List) -> tuple[dict, float]:
-        if isinstance(node, _Tok):
-            if _NUMBER.match(node.text):
-                value = float(node.text)
-                if not np.isfinite(value):
-                    raise self.p.error(node, f"expected a finite number, got {_short(node.text)}")
-                return {}, value
-            m = _VAR.match(node.text)
-            if m:
-                kind, idx = m.group(1), int(m.group(2))
-                if idx not in self.declared[kind]:
-                    raise self.p.error(node, f"{node.text} is used before it is declared")
-                return {(kind, idx): 1.0}, 0.0
-            raise self.p.error(node, f"expected a number or a declared variable, got {_short(node.text)}")
-        if not node.items or not isinstance(node.items[0], _Tok):
-            raise self.p.error(node, f"expected a term, got {self.p._desc(node)}")
-        op, args = node.items[0].text, [self.term(a) for a in node.items[1:]]
-        if op == "+" and args:
-            out: tuple[dict, float] = ({}, 0.0)
-            for a in args:
-                out = _add(out, a)
-            return out
-        if op == "-" and args:
-            if len(args) == 1:
-                return _scale(args[0], -1.0)
-            out = args[0]
-            for a in args[1:]:
-                out = _sub(out, a)
-            return out
-        if op == "*" and args:
-            out = ({}, 1.0)
-            for a in args:
-                if out[0] and a[0]:
-                    raise self.p.error(node, "expected a linear term, got a product of two variables")
-                out = _scale(a, out[1]) if not out[0] else _scale(out, a[1])
-            return out
-        raise self.p.error(node, f"expected a term (+, -, * with arguments), got {self.p._desc(node)}")
+    def term_leaf(self, node: _Tok) -> tuple[dict, float]:
+        """A number or a declared variable."""
+        if _NUMBER.match(node.text):
+            value = float(node.text)
+            if not np.isfinite(value):
+                raise self.p.error(node, f"expected a finite number, got {_short(node.text)}")
+            return {}, value
+        m = _VAR.match(node.text)
+        if m:
+            kind, idx = m.group(1), self.index(node, m.group(2))
+            if idx not in self.declared[kind]:
+                raise self.p.error(node, f"{_short(node.text)} is used before it is declared")
+            return {(kind, idx): 1.0}, 0.0
+        raise self.p.error(node, f"expected a number or a declared variable, got {_short(node.text)}")
+
+    def index(self, tok: _Tok, digits: str) -> int:
+        """The index of ``X_i``/``Y_i``, refused above :data:`MAX_INDEX` (before it is converted)."""
+        if len(digits.lstrip("0")) > len(str(MAX_INDEX)) or int(digits) > MAX_INDEX:
+            raise self.p.error(tok, f"variable index {_short(digits)} is too large (at most {MAX_INDEX})")
+        return int(digits)
 
 
 def _add(a: tuple[dict, float], b: tuple[dict, float]) -> tuple[dict, float]:

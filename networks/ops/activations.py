@@ -8,7 +8,10 @@ tensors ``(D, n)``; being element-wise, any shape works.
 
 Relaxations: ReLU has the triangle upper bound and a lower slope in [0, 1]
 (1 where ``u > -l``, CROWN's adaptive choice, or an optimised alpha); Sigmoid
-and Tanh are monotone and bounded by constants (interval precision).
+and Tanh (increasing, convex below 0 and concave above) get two lines of the
+chord's slope ``k`` over ``[l, u]``, shifted to the least and the largest value
+of ``g(z) - k z`` on the interval (at an end, or where ``g' = k``: the tangent
+point on the convex side for the lower line, on the concave side for the upper).
 """
 
 from __future__ import annotations
@@ -144,10 +147,20 @@ class Relu(_Activation):
         return out, cons
 
 
+#: below this interval width the chord's slope is not trusted: the lines become the constant bounds
+_NARROW = 1e-6
+#: slack added to the lines' offsets for float64 rounding in g and in the tangent point
+_SLACK = 1e-12
+
+
 class _Monotone(_Activation):
-    """A bounded increasing activation, relaxed by constants (interval precision)."""
+    """A bounded increasing S-shaped activation: convex below 0, concave above (see the module docstring)."""
 
     def _torch_fn(self) -> Any:
+        raise NotImplementedError
+
+    def _tangent_at(self, k: torch.Tensor) -> torch.Tensor:
+        """The ``z >= 0`` where the derivative is ``k`` (``0 < k <=`` its maximum, at 0)."""
         raise NotImplementedError
 
     def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,24 +169,37 @@ class _Monotone(_Activation):
 
     def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
               alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """``(g(lo), g(hi))``: the output's constant bounds."""
-        return self.interval(lo, hi, in_shape=in_shape)
+        """``(k, b_lo, b_hi)`` ``(D, n)``: ``k z + b_lo <= g(z) <= k z + b_hi`` on ``[lo, hi]``."""
+        import torch
+
+        g = self._torch_fn()
+        g_lo, g_hi = g(lo), g(hi)
+        width = hi - lo
+        wide = width > _NARROW
+        k = torch.where(wide, (g_hi - g_lo) / torch.where(wide, width, 1.0), 0.0).clamp(min=0.0)
+        # g - k z at the ends, and at the points where g' = k: -t (convex side, a minimum), +t (a maximum)
+        t = self._tangent_at(torch.where(k > 0, k, 1.0))
+        ends_lo = torch.minimum(g_lo - k * lo, g_hi - k * hi)
+        ends_hi = torch.maximum(g_lo - k * lo, g_hi - k * hi)
+        has_min = (k > 0) & (-t > lo) & (-t < hi)
+        has_max = (k > 0) & (t > lo) & (t < hi)
+        b_lo = torch.where(has_min, torch.minimum(ends_lo, g(-t) + k * t), ends_lo)
+        b_hi = torch.where(has_max, torch.maximum(ends_hi, g(t) - k * t), ends_hi)
+        return k, b_lo - _SLACK * (1 + b_lo.abs()), b_hi + _SLACK * (1 + b_hi.abs())
 
     def linear_bounds(self, a: torch.Tensor, relax: tuple[torch.Tensor, ...], *,
                       in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
-        """``a @ y >= sum(a+ * g(lo) + a- * g(hi))``: no dependence on the input."""
-        import torch
-
-        g_lo, g_hi = relax
-        const = (a.clamp(min=0) * g_lo[:, None, :]).sum(-1) + (a.clamp(max=0) * g_hi[:, None, :]).sum(-1)
-        return torch.zeros(a.shape[:2] + g_lo.shape[1:], dtype=a.dtype), const
+        """``a @ y >= (a k) @ z + sum(a+ b_lo + a- b_hi)``: positive coefficients take the lower line."""
+        k, b_lo, b_hi = relax
+        const = (a.clamp(min=0) * b_lo[:, None, :]).sum(-1) + (a.clamp(max=0) * b_hi[:, None, :]).sum(-1)
+        return a * k[:, None, :], const
 
     def forward_linear_bounds(self, zl: torch.Tensor, zu: torch.Tensor, relax: tuple[torch.Tensor, ...],
                               *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        ol, ou = torch.zeros_like(zl), torch.zeros_like(zu)
-        ol[:, -1], ou[:, -1] = relax
+        k, b_lo, b_hi = relax  # k >= 0: the lower line of the lower bound, the upper of the upper
+        ol, ou = zl * k[:, None, :], zu * k[:, None, :]
+        ol[:, -1] += b_lo
+        ou[:, -1] += b_hi
         return ol, ou
 
 
@@ -202,6 +228,12 @@ class Sigmoid(_Monotone):
 
         return torch.sigmoid
 
+    def _tangent_at(self, k: torch.Tensor) -> torch.Tensor:
+        """sigmoid'(z) = 1 / (4 cosh(z/2)^2) = k: z = 2 acosh(1 / (2 sqrt(k))) (stable for small k)."""
+        import torch
+
+        return 2 * torch.acosh((0.5 / torch.sqrt(k)).clamp(min=1.0))
+
 
 @register("Tanh")
 class Tanh(_Monotone):
@@ -221,3 +253,9 @@ class Tanh(_Monotone):
         import torch
 
         return torch.tanh
+
+    def _tangent_at(self, k: torch.Tensor) -> torch.Tensor:
+        """tanh'(z) = 1 / cosh(z)^2 = k: z = acosh(1 / sqrt(k)) (stable for small k)."""
+        import torch
+
+        return torch.acosh((1 / torch.sqrt(k)).clamp(min=1.0))

@@ -41,6 +41,14 @@ class Linear(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weight + self.bias
 
+    def linear_form(self, in_shapes: Any, out_shape: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        """On one row (node shape ``(n,)`` or ``(1, n)``) the weight itself, without probing
+        ``forward`` on ``n`` unit vectors (an ``n x n`` array on a wide layer)."""
+        if int(np.prod(in_shapes[0])) == self.weight.shape[0]:
+            bias = np.broadcast_to(self.bias, tuple(out_shape)).reshape(-1).astype(np.float64)
+            return [self.weight.copy()], bias.copy()
+        return super().linear_form(in_shapes, out_shape)
+
     def to_torch(self) -> Any:
         from nnaudit.networks.torch_module import OpModule
 
@@ -54,15 +62,34 @@ class Linear(Layer):
 
     @classmethod
     def _from_matmul(cls, node: NodeView) -> list[Layer]:
+        """MatMul with one constant operand, 1-D operands as numpy's ``matmul`` treats them (a 1-D
+        right operand is a column whose axis is dropped from the result, a 1-D left one a row)."""
         dyn = node.dynamic_inputs()
+        if dyn == [1]:
+            a, x_rank = node.const(0), len(node.shape(1))
+            if a.ndim == 2 and x_rank == 1:  # A @ x on a vector: x @ A.T
+                return [cls(node.name, (node.inputs[1],), node.output, a.T, None)]
+            if a.ndim == 1 and x_rank == 1:  # a dot product
+                return cls._dropping_last(node, node.inputs[1], a)
+            return cls._left_multiply(node, a, None)
         if dyn != [0]:
-            if dyn == [1]:
-                return cls._left_multiply(node, node.const(0), None)
             raise node.unsupported("MatMul of two non-constant inputs is not supported (not piecewise-linear)")
         weight = node.const(1)
+        if weight.ndim == 1:  # x @ w: a column whose axis the result drops
+            return cls._dropping_last(node, node.inputs[0], weight)
         if weight.ndim != 2:
-            raise node.unsupported(f"MatMul weight must be 2-D, got shape {weight.shape}")
+            raise node.unsupported(f"MatMul weight must be 1-D or 2-D, got shape {weight.shape}")
         return [cls(node.name, (node.inputs[0],), node.output, weight, None)]
+
+    @classmethod
+    def _dropping_last(cls, node: NodeView, src: str, w: np.ndarray) -> list[Layer]:
+        """``x @ w`` for a 1-D ``w``: a Linear to one column, then a reshape that drops that axis."""
+        from nnaudit.networks.ops.shape import Reshape
+
+        mid = f"{node.output}::col"
+        target = tuple(int(d) for d in node.shape(0 if src == node.inputs[0] else 1)[:-1])
+        return [cls(node.name, (src,), mid, np.asarray(w, dtype=np.float64)[:, None], None),
+                Reshape(f"{node.name}/drop", (mid,), node.output, target)]
 
     @classmethod
     def _from_gemm(cls, node: NodeView) -> list[Layer]:

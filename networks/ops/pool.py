@@ -204,6 +204,23 @@ class AveragePool(_Pool):
         top, left, bottom, right = self.window.pads
         return (top + bottom, left + right)
 
+    def linear_form(self, in_shapes: Any, out_shape: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        """The dense form, by torch's convolution of the unit vectors (see :meth:`linear_map`)."""
+        (m,), bias = self.linear_map(in_shapes, out_shape)
+        return [m.dense()], bias
+
+    def linear_map(self, in_shapes: Any, out_shape: Any) -> tuple[list[Any], np.ndarray]:
+        """The mean as a depthwise :class:`~nnaudit.networks.ops.conv.ConvMap` of ones, scaled by
+        each output's divisor (padding not counted unless ``count_include_pad``)."""
+        from nnaudit.networks.ops.conv import ConvMap
+
+        in_shape, out = tuple(int(d) for d in in_shapes[0]), tuple(int(d) for d in out_shape)
+        c = in_shape[-3]
+        div = self.divisor(in_shape[-2:])
+        scale = np.broadcast_to(1.0 / div, (c,) + div.shape).reshape(-1).copy()
+        ones = np.ones((c, 1) + tuple(self.window.kernel))
+        return [ConvMap(ones, self.window, in_shape, out, groups=c, out_scale=scale)], np.zeros(int(np.prod(out)))
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         imgs, lead = as_images(x)
         sums = self.window.windows(self.window.pad_numpy(imgs, 0.0)).sum(axis=(-2, -1))

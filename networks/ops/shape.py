@@ -55,6 +55,7 @@ class _Reshaping(Layer):
 
     kind = "reshape"
     affine = True
+    flat_identity = True
 
     def __init__(self, name: str, inputs: tuple[str, ...], output: str, target: Shape) -> None:
         super().__init__(name, inputs, output)
@@ -168,6 +169,7 @@ class Identity(Layer):
 
     kind = "identity"
     affine = True
+    flat_identity = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x

@@ -7,7 +7,10 @@
 - :mod:`.judge` compares results with requirements and writes the messages;
 - :mod:`.runner` prepares and runs checks;
 - :mod:`.output` prints the table and writes the JSON, JUnit and HTML outputs;
-- :mod:`.outcome` holds the status enum, the outcome records and the exit codes.
+- :mod:`.outcome` holds the status enum, the outcome records and the exit codes;
+- :mod:`.metrics` reads what a check measured from its result; :mod:`.baseline`
+  compares a run with a previous one (JSON, or the results store: :mod:`.baseline_store`);
+- :mod:`.progress` shows progress in CI logs; :mod:`.warm` loads each model once per run.
 
 Names are resolved lazily so importing this package stays cheap.
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ import numpy as np
 from nnaudit.checks.judge import judge_attack, judge_regions, judge_verify
 from nnaudit.checks.outcome import Judgement
 from nnaudit.checks.kinds import AttackCheck, Check, RegionsCheck, VerifyCheck
+from nnaudit.checks.progress import Progress
+from nnaudit.checks.warm import RunCache
 from nnaudit.runs.attack import AttackRun, run_attack
 from nnaudit.runs.record import Record
 from nnaudit.runs.regions import RegionsRun, check_range, run_regions
@@ -38,6 +40,9 @@ class RunSettings:
     device: str | None = None     # --device / --nnaudit-device
     timeout: float | None = None  # --timeout / --nnaudit-timeout: seconds per property or region
     command: str = ""             # recorded as the nested documents' ``command``
+    baseline: Path | None = None  # --baseline: a previous check result JSON (None: each check's own, if any)
+    use_baseline: bool = True     # False (--no-baseline): compare with no baseline at all
+    progress: Progress = field(default_factory=Progress)  # how long checks show progress (default: not at all)
 
 
 # ------------------------------------------------------------------ shared loading
@@ -72,18 +77,27 @@ def load_samples(net: Any, data: Any, limit: int | None = None) -> tuple[np.ndar
 # ------------------------------------------------------------------ attack
 
 
-def prepare_attack(check: AttackCheck, run: RunSettings) -> Runner:
+def prepare_attack(check: AttackCheck, run: RunSettings, cache: RunCache) -> Runner:
     from nnaudit.attacks.api import make_attack
 
-    net = load_network(check.model, check.normalisation())
-    x, y = load_samples(net, check.data, check.limit)
-    for name in check.attacks:
-        make_attack(name, **check.options.get(name, {}))  # bad options fail here, before any work
+    net = cache.network(check.model, check.mean, check.std)
+    x, y = cache.samples(net, check.data, check.limit)
     config = AttackRun(attacks=check.attacks, eps=check.eps, norm=check.norm, bounds=check.bounds,
-                       options=check.options, seed=check.seed, device=run.device or check.device, threads=1)
+                       options=check.options, seed=check.seed, device=run.device or check.device, threads=1,
+                       version=check.version, targeted=check.targeted, target_classes=check.target_classes)
+    names, options, _ = config.plan()
+    for name in names:
+        make_attack(name, **options.get(name, {}))  # bad options fail here, before any work
 
     def go() -> tuple[Judgement, dict[str, Any]]:
-        _, doc = run_attack(net, x, y, config, Record(command=run.command or None))
+        cells = len(names) * len(set(check.eps))
+        ticker = run.progress.start(check.name, cells * len(x), "samples attacked")
+        try:
+            _, doc = run_attack(net, x, y, config, Record(command=run.command or None),
+                                progress=None if ticker is None else _attack_progress(ticker, cells))
+        finally:
+            if ticker is not None:
+                ticker.close()
         return judge_attack(doc, min_robust_accuracy=check.min_robust_accuracy,
                             min_clean_accuracy=check.min_clean_accuracy), doc
 
@@ -93,22 +107,43 @@ def prepare_attack(check: AttackCheck, run: RunSettings) -> Runner:
 # ------------------------------------------------------------------ regions
 
 
-def prepare_regions(check: RegionsCheck, run: RunSettings) -> Runner:
+def _attack_progress(ticker: Any, cells: int) -> Callable[[str, float, int, int], None]:
+    """``run_attack``'s per-batch callback (samples done within one attack and eps, of those
+    attacked: the correctly classified ones) as steps of a ticker over ``cells`` (attack, eps)."""
+    seen: dict[tuple[str, float], int] = {}
+
+    def step(attack: str, eps: float, done: int, total: int) -> None:
+        ticker.total = cells * total
+        before = seen.get((attack, eps), 0)
+        seen[(attack, eps)] = done
+        ticker.advance(max(0, done - before))
+
+    return step
+
+
+def prepare_regions(check: RegionsCheck, run: RunSettings, cache: RunCache) -> Runner:
     from nnaudit.verify.regions.api import method_list
     from nnaudit.verify.regions.spec import ImageLayout
 
-    net = load_network(check.model, check.normalisation())
-    x, y = load_samples(net, check.data, check.limit)
+    net = cache.network(check.model, check.mean, check.std)
+    x, y = cache.samples(net, check.data, check.limit)
     config = RegionsRun(grid=check.grid, patch=check.patch, step=check.step, steps=check.steps, budget=check.budget,
                         budget_norm=check.budget_norm, method=check.method, timeout=run.timeout or check.timeout,
                         seed=check.seed)
     ImageLayout.from_input_shape(net.input_shape)  # not an image: fails here
     method_list(check.method)
-    check_range(net, x, config.plan(net, len(x)))  # data outside the clip range: fails here
+    plan = config.plan(net, len(x))
+    check_range(net, x, plan)  # data outside the clip range: fails here
     record = Record(device=run.device or check.device, command=run.command or None)
+    total = len(x) * len(plan.regions) * len(method_list(check.method))
 
     def go() -> tuple[Judgement, dict[str, Any]]:
-        _, doc = run_regions(net, x, y, config, record)
+        ticker = run.progress.start(check.name, total, "regions", "unsafe")
+        try:
+            _, doc = run_regions(net, x, y, config, record, progress=None if ticker is None else ticker.advance)
+        finally:
+            if ticker is not None:
+                ticker.close()
         return judge_regions(doc["images"], max_unsafe_regions=check.max_unsafe_regions), doc
 
     return go
@@ -117,10 +152,10 @@ def prepare_regions(check: RegionsCheck, run: RunSettings) -> Runner:
 # ------------------------------------------------------------------ verify
 
 
-def prepare_verify(check: VerifyCheck, run: RunSettings) -> Runner:
+def prepare_verify(check: VerifyCheck, run: RunSettings, cache: RunCache) -> Runner:
     from nnaudit.verify.vnnlib import parse
 
-    net = load_network(check.model, check.normalisation())
+    net = cache.network(check.model, check.mean, check.std)
     for path in check.properties:
         parse(path).check_network(net.input_size, net.output_size, where=str(path))
     check_pixel_boxes(net, check.properties)
@@ -134,10 +169,10 @@ def prepare_verify(check: VerifyCheck, run: RunSettings) -> Runner:
     return go
 
 
-PREPARE: dict[str, Callable[[Any, RunSettings], Runner]] = {
+PREPARE: dict[str, Callable[[Any, RunSettings, RunCache], Runner]] = {
     "attack": prepare_attack, "regions": prepare_regions, "verify": prepare_verify}
 
 
-def prepare(check: Check, run: RunSettings) -> Runner:
-    """The runner of ``check``, after loading and checking its inputs."""
-    return PREPARE[check.kind](check, run)
+def prepare(check: Check, run: RunSettings, cache: RunCache | None = None) -> Runner:
+    """The runner of ``check``, after loading and checking its inputs (through ``cache``: once per run)."""
+    return PREPARE[check.kind](check, run, cache if cache is not None else RunCache())

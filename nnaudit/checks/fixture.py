@@ -137,19 +137,42 @@ class Nnaudit:
 
     def assert_robust(self, result: Any, **requirement: Any) -> Judgement:
         """Assert the requirement holds (see :meth:`judge` for the keywords); on
-        failure or an inconclusive result, raise with the full message."""
+        failure or an inconclusive result, raise with the requirement, the
+        measured value and the worst counterexample (pytest hides this frame)."""
+        __tracebackhide__ = True
         judgement = self.judge(result, **requirement)
         if judgement.status is not Status.PASSED:
-            raise RobustnessAssertionError(f"{judgement.status.value}: {judgement.message}")
+            raise RobustnessAssertionError(assertion_message(judgement))
         return judgement
 
     def assert_holds(self, result: Any) -> Judgement:
         """A verification result must be HOLDS."""
+        __tracebackhide__ = True
         return self.assert_robust(result, expect="holds")
 
     def assert_safe(self, result: Any, *, max_unsafe_regions: int = 0) -> Judgement:
         """At most ``max_unsafe_regions`` unsafe regions, and no unknown one that could exceed it."""
+        __tracebackhide__ = True
         return self.assert_robust(result, max_unsafe_regions=max_unsafe_regions)
+
+
+#: how the judges introduce the counterexample in a message
+_CEX_MARKERS = (" Worst counterexample: ", ". Counterexample (onnxruntime-checked): ")
+
+
+def assertion_message(judgement: Judgement) -> str:
+    """A few lines for a failed assertion: requirement and status, what was measured, the counterexample."""
+    body, cex = judgement.message, ""
+    for marker in _CEX_MARKERS:
+        if marker in body:
+            body, _, cex = body.partition(marker)
+            break
+    measured = judgement.measured if not isinstance(judgement.measured, float) else f"{judgement.measured:.4g}"
+    lines = [f"{judgement.requirement or 'requirement'}: {judgement.status.value.upper()} (measured {measured})",
+             f"  {body.rstrip('.')}"]
+    if cex:
+        lines.append(f"  counterexample: {cex.rstrip('.')}")
+    return "\n".join(lines)
 
 
 def _as_list(result: Any) -> list[Any]:

@@ -53,8 +53,16 @@ def judge_attack(body: dict[str, Any], *, min_robust_accuracy: float | None = No
     results = body.get("results") or []
     worst_entry = min(results, key=lambda r: r["robust_accuracy"]["worst"]) if results else None
     robust = float(worst_entry["robust_accuracy"]["worst"]) if worst_entry else None
-    context = (f"{body['norm']}, worst case of {', '.join(body['attacks'])} over {body['num_samples']} samples, "
-               f"clean accuracy {_num(clean)}")
+    examined = int(body["num_samples"])
+    context = (f"{body['norm']}, worst case of {', '.join(body['attacks'])} over {examined} samples examined, "
+               f"{round(clean * examined)} classified correctly, clean accuracy {_num(clean)}")
+    if examined == 0:
+        return Judgement(Status.FAILED, requirement, None, f"requirement {requirement} not established: the check "
+                         "examined 0 samples (empty data or limit); a check of nothing cannot pass")
+    if min_robust_accuracy is not None and round(clean * examined) == 0:
+        return Judgement(Status.FAILED, requirement, 0.0, f"requirement {requirement} not established: none of the "
+                         f"{examined} samples examined is classified correctly, so none was attacked; a check of "
+                         "nothing cannot pass")
     broken = []
     if min_clean_accuracy is not None and clean < min_clean_accuracy:
         broken.append(f"clean accuracy {_num(clean)} < {min_clean_accuracy:g}")
@@ -125,7 +133,10 @@ def judge_regions(images: Sequence[dict[str, Any]], *, max_unsafe_regions: int =
     counts = Counter(verdicts.values())
     unsafe, unknown, safe = counts["unsafe"], counts["unknown"], counts["safe"]
     tally = (f"{unsafe} unsafe, {unknown} unknown, {safe} safe of {len(verdicts)} regions in "
-             f"{len(images)} image(s)" + (f", {skipped} image(s) skipped (misclassified)" if skipped else ""))
+             f"{len(images) - skipped} of {len(images)} image(s) examined"
+             + (f", {skipped} skipped (misclassified)" if skipped else ""))
+    if not verdicts:
+        return Judgement(Status.FAILED, requirement, None, _vacuous_regions(requirement, images, skipped))
     if unsafe > max_unsafe_regions:
         ex = worst[1] if worst else None
         message = f"requirement {requirement} not met: {tally}."
@@ -136,6 +147,16 @@ def judge_regions(images: Sequence[dict[str, Any]], *, max_unsafe_regions: int =
                          f"requirement {requirement} undecided: {tally}; the unknown regions may be unsafe "
                          "(raise the timeout or reduce the grid)")
     return Judgement(Status.PASSED, requirement, unsafe, f"requirement {requirement} holds: {tally}")
+
+
+def _vacuous_regions(requirement: str, images: Sequence[dict[str, Any]], skipped: int) -> str:
+    """Why a regions check that checked no region fails."""
+    why = (f"all {skipped} image(s) examined were skipped (misclassified: "
+           + ", ".join(f"image {im.get('index')}" for im in images[:5] if not im.get("regions"))
+           + ("..." if skipped > 5 else "") + "); raise limit (it counts images examined, correct or not)"
+           if images else "no image was examined (empty data or limit)")
+    return (f"requirement {requirement} not established: the check examined {len(images)} image(s) but checked "
+            f"0 regions: {why}. A check of nothing cannot pass")
 
 
 def _describe_region(ex: dict[str, Any]) -> str:
@@ -160,6 +181,9 @@ def judge_verify(instances: Sequence[dict[str, Any]], *, expect: str = "holds") 
     if expect not in ("holds", "violated"):
         raise ValueError(f"judge_verify: expected expect='holds' or 'violated', got {expect!r}")
     requirement = f"expect = {expect}"
+    if not instances:
+        return Judgement(Status.FAILED, requirement, None, f"requirement {requirement} not established: "
+                         "0 properties were decided; a check of nothing cannot pass")
     counts = Counter(i["verdict"] for i in instances)
     measured = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) if len(instances) != 1 \
         else instances[0]["verdict"]

@@ -35,6 +35,8 @@ ALLOW_OUTSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_outs
 
 def _inside(name: str, base: Path) -> Path:
     """``base / name`` resolved (symlinks, ..); Bad when it leaves ``base`` unless opted out."""
+    if "\x00" in name:
+        raise Bad(f"path {show(name)} contains a NUL character")
     path = (base / name).resolve()
     root = base.resolve()
     if not ALLOW_OUTSIDE.get() and path != root and root not in path.parents:
@@ -149,12 +151,22 @@ def _norm(v: Any, base: Path) -> str:
 
 def _attacks(v: Any, base: Path) -> tuple[str, ...]:
     from nnaudit.attacks.api import ATTACKS, canonical
+    from nnaudit.attacks.autoattack import is_cascade
 
     names = _strings(v, base)
     try:
+        if is_cascade(names):
+            return ("autoattack",)
         return tuple(dict.fromkeys(canonical(n) for n in names))
-    except ConfigError:
-        raise Bad(f"expected attack names from {', '.join(ATTACKS)}, got {show(v)}") from None
+    except ConfigError as exc:
+        raise Bad(f"expected attack names from {', '.join(ATTACKS)} or \"autoattack\" alone, got {show(v)}"
+                  + (f" ({exc})" if "alone" in str(exc) else "")) from None
+
+
+def _version(v: Any, base: Path) -> str:
+    if v not in ("standard", "plus", "rand"):
+        raise Bad(f"expected \"standard\", \"plus\" or \"rand\", got {show(v)}")
+    return v
 
 
 def _options(v: Any, base: Path) -> dict[str, dict[str, Any]]:
@@ -226,6 +238,12 @@ def _properties(v: Any, base: Path) -> tuple[Path, ...]:
     return tuple(out)
 
 
+def _baseline(v: Any, base: Path) -> Path:
+    """A previous check result (JSON) or ``STORE.db@TAG`` to compare with; it need not exist yet
+    (``nnaudit baseline accept`` records it)."""
+    return _inside(_string(v, base), base)
+
+
 _ALL = ("attack", "regions", "verify")
 _IMAGES = ("attack", "regions")
 #: key in the file -> (kinds accepting it, field name, converter)
@@ -243,6 +261,9 @@ KEYS: dict[str, tuple[tuple[str, ...], str, Callable[[Any, Path], Any]]] = {
     "attacks": (("attack",), "attacks", _attacks),
     "bounds": (("attack",), "bounds", _bounds),
     "options": (("attack",), "options", _options),
+    "version": (("attack",), "version", _version),
+    "targeted": (("attack",), "targeted", _boolean),
+    "target_classes": (("attack",), "target_classes", _integer(1)),
     "min_robust_accuracy": (("attack",), "min_robust_accuracy", _fraction),
     "min_clean_accuracy": (("attack",), "min_clean_accuracy", _fraction),
     "grid": (("regions",), "grid", _pair(_grid_int, "integers >= 1")),
@@ -256,6 +277,8 @@ KEYS: dict[str, tuple[tuple[str, ...], str, Callable[[Any, Path], Any]]] = {
     "max_unsafe_regions": (("regions",), "max_unsafe_regions", _integer(0)),
     "property": (("verify",), "properties", _properties),
     "expect": (("verify",), "expect", _expect),
+    "baseline": (_ALL, "baseline", _baseline),
+    "max_drop": (_ALL, "max_drop", _fraction),
 }
 REQUIRED = {
     "attack": ("model", "data", "eps"),

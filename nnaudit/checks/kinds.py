@@ -26,6 +26,8 @@ class CheckBase:
     unknown_is_failure: bool = False  # an inconclusive result counts as a failure
     mean: tuple[float, ...] | None = None  # input normalisation (x - mean) / std in front of the model, per
     std: tuple[float, ...] | None = None   # channel or one value; data, eps, steps then in pixel space
+    baseline: Path | None = None     # previous check result (JSON, or STORE.db@TAG) to compare with (--baseline)
+    max_drop: float = 0.0            # allowed drop of robust accuracy / safe or holding fraction vs the baseline
 
     kind: ClassVar[str] = ""
 
@@ -50,7 +52,10 @@ class AttackCheck(CheckBase):
     limit: int | None = None                   # use the first N samples
     eps: tuple[float, ...] = (0.1,)            # radii; the requirement holds at every one
     norm: str = "linf"                         # linf, l2 or l0
-    attacks: tuple[str, ...] = ("pgd",)        # registry names (nnaudit.attacks.ATTACKS)
+    attacks: tuple[str, ...] = ("pgd",)        # registry names (nnaudit.attacks.ATTACKS), or ("autoattack",)
+    version: str = "standard"                  # AutoAttack version: standard, plus or rand
+    targeted: bool = False                     # attack each sample towards its top target_classes classes
+    target_classes: int | None = None          # targets per sample (targeted; APGD-T, FAB-T); None: 9
     bounds: tuple[float, float] = (0.0, 1.0)   # valid input range
     options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per-attack overrides
     min_robust_accuracy: float | None = None   # worst case over attacks, at every eps

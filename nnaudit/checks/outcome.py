@@ -50,6 +50,7 @@ class CheckOutcome:
     result: dict[str, Any] | None = None   # the nested full result document (reports/SCHEMA.md)
     time_s: float = 0.0
     source: str = ""                       # "nnaudit.toml, [[check]] #2 ('name')"
+    comparison: dict[str, Any] | None = None  # against the baseline (baseline.Comparison.to_dict()), if any
 
     @property
     def status(self) -> Status:
@@ -57,10 +58,16 @@ class CheckOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """One entry of the ``checks`` list of the ``check`` result body."""
+        from nnaudit.checks.metrics import measure
+
         j = self.judgement
-        return {"name": self.name, "kind": self.kind, "requirement": j.requirement, "measured": j.measured,
-                "status": j.status.value, "message": j.message, "time_s": round(self.time_s, 3),
-                "worst": j.worst, "result": self.result}
+        metrics = measure(self.kind, self.result)
+        out = {"name": self.name, "kind": self.kind, "requirement": j.requirement, "measured": j.measured,
+               "status": j.status.value, "message": j.message, "time_s": round(self.time_s, 3),
+               "worst": j.worst, "metrics": metrics.to_dict() if metrics is not None else None, "result": self.result}
+        if self.comparison is not None:
+            out["baseline"] = self.comparison
+        return out
 
 
 @dataclass(frozen=True)

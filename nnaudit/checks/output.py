@@ -47,6 +47,48 @@ def failure_details(outcomes: Sequence[CheckOutcome]) -> str:
                      for o in outcomes if o.status is not Status.PASSED)
 
 
+def baseline_summary(outcomes: Sequence[CheckOutcome]) -> str:
+    """One line per check compared with a baseline: regressions, improvements, or no change."""
+    lines = []
+    for o in outcomes:
+        comp = o.comparison
+        if comp is None:
+            continue
+        if comp.get("note"):
+            what = comp["note"]
+        elif comp["regressions"]:
+            what = "REGRESSED: " + "; ".join(comp["regressions"])
+        elif comp.get("undecided"):
+            what = "UNDECIDED: " + "; ".join(comp["undecided"])
+        elif comp["improvements"]:
+            what = "improved: " + "; ".join(comp["improvements"])
+        else:
+            what = "no change"
+        lines.append(f"  {o.name}: {what}")
+    if not lines:
+        return ""
+    source = next(o.comparison["source"] for o in outcomes if o.comparison is not None)
+    return f"against the baseline {source}:\n" + "\n".join(lines)
+
+
+def junit_properties(o: CheckOutcome) -> dict[str, str]:
+    """The measured values of a check as JUnit ``<properties>`` (name -> text)."""
+    from nnaudit.checks.metrics import measure
+
+    props = {"requirement": o.judgement.requirement or "", "measured": _measured(o.judgement.measured)}
+    metrics = measure(o.kind, o.result)
+    if metrics is not None:
+        props.update({k: _measured(v) for k, v in metrics.flat().items()})
+    comp = o.comparison or {}
+    for key, value in ((comp.get("old") or {}).get("robust") or {}).items():
+        props[f"baseline robust[{key}]"] = _measured(value)
+    if comp.get("old") and comp["old"].get("clean_accuracy") is not None:
+        props["baseline clean_accuracy"] = _measured(comp["old"]["clean_accuracy"])
+    if comp:
+        props["baseline regressions"] = str(len(comp.get("regressions") or []))
+    return props
+
+
 def check_document(outcomes: Sequence[CheckOutcome], *, settings: dict[str, Any] | None = None,
                    device: str | None = None, command: str | None = None) -> dict[str, Any]:
     """The ``check`` result document with every outcome and its nested result."""
@@ -70,8 +112,8 @@ def write_junit(outcomes: Sequence[CheckOutcome], path: str | os.PathLike[str], 
     for o in outcomes:
         case = ET.SubElement(ts, "testcase", classname=f"nnaudit.{o.kind}", name=o.name, time=f"{o.time_s:.3f}")
         props = ET.SubElement(case, "properties")
-        ET.SubElement(props, "property", name="requirement", value=o.judgement.requirement or "")
-        ET.SubElement(props, "property", name="measured", value=_measured(o.judgement.measured))
+        for name, value in junit_properties(o).items():
+            ET.SubElement(props, "property", name=name, value=value)
         tag = {Status.FAILED: "failure", Status.ERROR: "error", Status.INCONCLUSIVE: "skipped"}.get(o.status)
         if tag is not None:
             first = o.judgement.message.split(". ")[0]

@@ -12,39 +12,75 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from nnaudit.checks.adapters import Runner, RunSettings, prepare
 from nnaudit.checks.outcome import CheckOutcome, Judgement, Status
 from nnaudit.checks.kinds import Check
-from nnaudit.errors import NnauditError
+from nnaudit.checks.baseline import Baseline, apply, open_baseline
+from nnaudit.checks.warm import RunCache
+from nnaudit.errors import ConfigError, NnauditError
 
 log = logging.getLogger(__name__)
 
 
 def run_checks(checks: Sequence[Check], settings: RunSettings = RunSettings(), *,
                unknown_is_failure: bool = False,
-               on_outcome: Callable[[CheckOutcome], None] | None = None) -> list[CheckOutcome]:
-    """Prepare every check (raising NnauditError on bad input before any
-    work), then run them in order; ``on_outcome`` is called after each."""
-    runners = [(check, prepare(check, settings)) for check in checks]
+               on_outcome: Callable[[CheckOutcome], None] | None = None,
+               cache: RunCache | None = None) -> list[CheckOutcome]:
+    """Prepare every check (raising NnauditError on bad input, a missing
+    baseline included, before any work), loading each model and data set once
+    (:class:`RunCache`), then run them in order and compare each with its
+    baseline; ``on_outcome`` is called after each."""
+    baselines = open_baselines(checks, settings)
+    cache = cache if cache is not None else RunCache()
+    runners = [(check, _prepare_named(check, settings, cache)) for check in checks]
     outcomes = []
     for check, go in runners:
         outcome = execute(check, go, unknown_is_failure=unknown_is_failure)
+        base = baselines.get(baseline_of(check, settings))
+        if base is not None:
+            outcome = inconclusive_policy(apply(outcome, base, max_drop=check.max_drop), check, unknown_is_failure)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
     return outcomes
 
 
-def run_check(check: Check, settings: RunSettings = RunSettings(), *,
-              unknown_is_failure: bool = False) -> CheckOutcome:
-    """Prepare and run one check; bad input becomes an ``error`` outcome."""
+def _prepare_named(check: Check, settings: RunSettings, cache: RunCache) -> Runner:
+    """:func:`prepare`, with bad input also naming the checks file and the check (issue #23)."""
     try:
-        go = prepare(check, settings)
+        return prepare(check, settings, cache)
+    except NnauditError as exc:
+        if not check.source or check.source in str(exc):
+            raise
+        raise ConfigError(f"{check.source}: {exc}") from exc
+
+
+def baseline_of(check: Check, settings: RunSettings) -> Path | None:
+    """The baseline ``check`` is compared with: ``--baseline``, else the check's ``baseline`` key."""
+    return (settings.baseline or check.baseline) if settings.use_baseline else None
+
+
+def open_baselines(checks: Sequence[Check], settings: RunSettings) -> dict[Path | None, Baseline]:
+    """Every baseline the checks name, read once (ConfigError naming the file when one is missing or bad)."""
+    refs = {baseline_of(c, settings) for c in checks} - {None}
+    return {ref: open_baseline(ref) for ref in sorted(refs, key=str)}
+
+
+def run_check(check: Check, settings: RunSettings = RunSettings(), *, unknown_is_failure: bool = False,
+              cache: RunCache | None = None) -> CheckOutcome:
+    """Prepare and run one check (compared with its baseline, if any); bad input becomes an ``error`` outcome."""
+    try:
+        base = open_baselines([check], settings).get(baseline_of(check, settings))
+        go = prepare(check, settings, cache)
     except NnauditError as exc:
         return CheckOutcome(check.name, check.kind, Judgement(Status.ERROR, check.requirement, None,
                                                               f"{check.source}: {exc}"), source=check.source)
-    return execute(check, go, unknown_is_failure=unknown_is_failure)
+    outcome = execute(check, go, unknown_is_failure=unknown_is_failure)
+    if base is None:
+        return outcome
+    return inconclusive_policy(apply(outcome, base, max_drop=check.max_drop), check, unknown_is_failure)
 
 
 def execute(check: Check, go: Runner, *, unknown_is_failure: bool = False) -> CheckOutcome:
@@ -59,8 +95,15 @@ def execute(check: Check, go: Runner, *, unknown_is_failure: bool = False) -> Ch
         log.exception("check %s crashed", check.name)
         judgement = Judgement(Status.ERROR, check.requirement, None,
                               f"{check.source}: internal error {type(exc).__name__}: {exc}")
+    outcome = CheckOutcome(check.name, check.kind, judgement, doc, time.perf_counter() - start, check.source)
+    return inconclusive_policy(outcome, check, unknown_is_failure)
+
+
+def inconclusive_policy(outcome: CheckOutcome, check: Check, unknown_is_failure: bool) -> CheckOutcome:
+    """An inconclusive outcome counted as a failure with ``unknown_is_failure`` (the option or the check's key)."""
+    judgement = outcome.judgement
     if judgement.status is Status.INCONCLUSIVE and (unknown_is_failure or check.unknown_is_failure):
         judgement = dataclasses.replace(judgement, status=Status.FAILED,
                                         message="inconclusive, counted as a failure (unknown_is_failure): "
                                                 + judgement.message)
-    return CheckOutcome(check.name, check.kind, judgement, doc, time.perf_counter() - start, check.source)
+    return dataclasses.replace(outcome, judgement=judgement)

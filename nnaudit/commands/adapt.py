@@ -17,14 +17,14 @@ import click
 
 from nnaudit.commands.types import OUTPUT_FILE
 
-TASKS = ("moons", "digits-m")
+TASKS = ("moons", "moons-hard", "digits-mnist", "mnist-digits", "digits-m")  # nnaudit.adaptation.tasks.Task values
 
 
 @click.command("adapt", epilog="Exit codes: 0 ok, 2 bad input. Ctrl-C keeps the checkpoint; rerun with --resume.")
 @click.option("--source", type=click.Path(dir_okay=False), help="Source .npz with x (N, ...) and integer labels y (N,).")
 @click.option("--target", type=click.Path(dir_okay=False), help="Target .npz with x (M, ...); optional y is used for scoring only.")
 @click.option("--task", type=click.Choice(TASKS), help="A bundled task instead of --source/--target.")
-@click.option("--epochs", type=int, default=None, help="Training epochs [default: task preset: moons 300, digits-m 40, custom 30].")
+@click.option("--epochs", type=int, default=None, help="Training epochs [default: task preset: moons 300, digit tasks 30, custom 30].")
 @click.option("--batch-size", type=int, default=None, help="SGD batch, half source and half target [default: task preset].")
 @click.option("--lr", "lr0", type=float, default=None, help="Initial learning rate mu0 of mu0/(1+10p)^0.75 [default: task preset].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -32,6 +32,8 @@ TASKS = ("moons", "digits-m")
 @click.option("--amp", is_flag=True, help="Mixed precision on CUDA (ignored on CPU).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, batches and generated data.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Train the source-only baseline alongside.")
+@click.option("--on-target", is_flag=True,
+              help="Also train on the labelled target (the upper bound) and report the fraction of the gap DANN closes.")
 @click.option("--invert", is_flag=True, help="digits-m: also invert the target images.")
 @click.option("--rotate", type=float, default=0.0, show_default=True, help="digits-m: rotate target images by up to this many degrees.")
 @click.option("--noise", type=float, default=0.0, show_default=True, help="digits-m: add Gaussian noise of this std to the target.")
@@ -44,7 +46,9 @@ def command(**opts: Any) -> None:
     labelled SOURCE data and unlabelled TARGET data, and export of the adapted
     classifier to ONNX.  Use either --task or both --source and --target."""
     from nnaudit.adaptation.config import for_task
-    from nnaudit.adaptation.data import DigitsShift, bundled_task, npz_task
+    from nnaudit.adaptation.data import npz_task
+    from nnaudit.adaptation.shifts import DigitsShift
+    from nnaudit.adaptation.tasks import bundled_task
     from nnaudit.adaptation.export import export_onnx
     from nnaudit.adaptation.record import adapt_body
     from nnaudit.adaptation.trainer import resolve_device, train_dann
@@ -53,7 +57,7 @@ def command(**opts: Any) -> None:
     if opts["task"] and (opts["source"] or opts["target"]):
         raise click.UsageError("use either --task or --source/--target, not both")
     if not opts["task"] and not (opts["source"] and opts["target"]):
-        raise click.UsageError("give --task moons|digits-m, or both --source S.npz and --target T.npz")
+        raise click.UsageError(f"give --task {'|'.join(TASKS)}, or both --source S.npz and --target T.npz")
     if opts["task"]:
         shift = DigitsShift(invert=opts["invert"], rotate=opts["rotate"], noise=opts["noise"])
         data = bundled_task(opts["task"], seed=opts["seed"], shift=shift)
@@ -76,11 +80,20 @@ def command(**opts: Any) -> None:
     with progress:
         run = train_dann(data, config, checkpoint=ckpt, resume=opts["resume"], on_epoch=progress.epoch)
     export = export_onnx(run, out, samples=_check_samples(data))
-    doc.update(adapt_body(run, data, export))
+    on_target = _on_target(data, config) if opts["on_target"] else None
+    doc.update(adapt_body(run, data, export, on_target))
     schema.finish(doc)
     if json_path:
         schema.write_json(doc, json_path)
-    _summary(run, export, json_path)
+    _summary(run, export, json_path, doc.get("gap"))
+
+
+def _on_target(data: Any, config: Any) -> float:
+    from nnaudit.adaptation.gap import train_on_target
+
+    if data.target.y is None:
+        raise click.UsageError("--on-target needs target labels 'y' in the target .npz")
+    return train_on_target(data, config)
 
 
 def _shift(opts: dict[str, Any]) -> dict[str, Any] | None:
@@ -133,14 +146,17 @@ def _describe(record: dict[str, Any] | None) -> str | None:
     return " ".join(parts)
 
 
-def _summary(run: Any, export: Any, json_path: str | None) -> None:
+def _summary(run: Any, export: Any, json_path: str | None, gap: dict[str, Any] | None) -> None:
     f = run.final
     for name, label in (("source_only", "source-only"), ("dann", "DANN")):
         if name in f:
             tgt = f[name]["target_accuracy"]
             tgt_text = "n/a (no target labels)" if tgt is None else f"{tgt:.4f}"
             click.echo(f"{label:<12} source accuracy {f[name]['source_accuracy']:.4f}  target accuracy {tgt_text}  "
-                       f"A-distance {f[name]['a_distance']:.3f}")
+                       f"A-distance features {f[name]['a_distance']:.3f}, logits {f[name]['a_distance_logits']:.3f}")
+    if gap and gap.get("train_on_target") is not None:
+        closed = "no gap" if gap["closed"] is None else f"{100 * gap['closed']:.0f} % of the gap closed"
+        click.echo(f"{'on-target':<12} target accuracy {gap['train_on_target']:.4f}  ({closed})")
     speed = "all epochs from the checkpoint" if run.time_per_epoch_s is None else f"{run.time_per_epoch_s:.3f} s/epoch"
     click.echo(f"wrote {export.path} (onnxruntime vs torch max abs error {export.max_abs_error:.2e}; "
                f"{speed} on {run.device})")

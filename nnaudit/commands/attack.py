@@ -44,10 +44,49 @@ def _options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _check_option_types(options: dict[str, dict[str, Any]]) -> None:
+    """``--set`` values of the type of the option's default (an int for ``steps``, a finite number
+    for ``step_size``, a member for an enum), else ConfigError naming the key (issue #23): never a
+    TypeError deep in an attack, nor an endless run on ``steps=1e999``."""
+    import dataclasses
+    import enum
+    import importlib
+
+    from nnaudit.attacks.api import ATTACKS, canonical
+
+    for attack, values in options.items():
+        module, cls, _ = ATTACKS[canonical(attack)]
+        config = getattr(importlib.import_module(module), cls).config_class
+        defaults = {f.name: f.default for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+        for key, value in values.items():
+            default = defaults.get(key, dataclasses.MISSING)
+            if isinstance(default, enum.Enum):
+                ok = isinstance(value, str) and value in {m.value for m in type(default)}
+            elif isinstance(default, (bool, str)):
+                ok = type(value) is type(default)
+            elif isinstance(default, int):
+                ok = type(value) is int and abs(value) <= 10**9
+            elif isinstance(default, float):
+                ok = type(value) in (int, float) and math.isfinite(value) and abs(value) <= 1e9
+            else:  # unknown keys are reported by the attack; None defaults take any JSON value
+                ok = True
+            if not ok:
+                raise ConfigError(f"--set {attack}.{key}: expected a value like {default!r} "
+                                  f"({type(default).__name__}), got {str(value)[:40]!r}")
+
+
 @click.command("attack", epilog="Exit codes: 0 ok, 2 bad input (model, data, options).")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, help="Labelled samples: an .npz with x (N, ...) float and y (N,) int, or a bundled name (digits, moons).")
-@click.option("--attacks", default="pgd", show_default=True, help="Comma-separated: fgsm, pgd, apgd-ce, apgd-dlr, cw, deepfool, jsma.")
+@click.option("--attacks", default="pgd", show_default=True,
+              help="Comma-separated: fgsm, pgd, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, cw (l2), deepfool, "
+                   "jsma (l0); or autoattack (alias standard) alone: AutoAttack's cascade.")
+@click.option("--version", "aa_version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
+              show_default=True, help="AutoAttack version (with --attacks autoattack).")
+@click.option("--targeted", is_flag=True, help="Targeted: attack each sample towards each of its --target-classes most "
+                                               "likely other classes; success = the target is reached.")
+@click.option("--target-classes", type=COUNT, default=None,
+              help="Target classes per sample for --targeted, APGD-T and FAB-T [default: 9, fewer when the model has fewer].")
 @click.option("--eps", default="0.1", show_default=True, help="Comma-separated radii (for l0: numbers of changed input values).")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), default="linf", show_default=True, help="Threat-model norm.")
 @click.option("--low", default=0.0, show_default=True, help="Smallest valid input value (data outside is an error).")
@@ -68,7 +107,7 @@ def command(model: str, **options: Any) -> None:
     median perturbation of successful attacks and time per attack.  Every
     success is confirmed by onnxruntime on MODEL itself.  With --mean/--std
     the model normalises its input itself: DATA, EPS, --low/--high are in pixel space."""
-    from nnaudit.networks.datasets import load_data
+    from nnaudit.networks.datasets import check_value_range, load_data
     from nnaudit.runs.attack import run_attack
     from nnaudit.runs.record import Record
 
@@ -78,6 +117,7 @@ def command(model: str, **options: Any) -> None:
     x, y = load_data(opts.data, tuple(net.input_shape), num_classes=net.output_size)
     if opts.limit is not None:
         x, y = x[:opts.limit], y[:opts.limit]
+    check_value_range(x, opts.low, opts.high, opts.data, normalisation.range_hint(net))  # names the data file
     record = Record(settings=opts.recorded(config), json_path=opts.json_path, resume=opts.resume)
     ev, _ = run_attack(net, x, y, config, record, progress=_Progress())
     _print(ev)
@@ -104,6 +144,9 @@ class AttackOptions:
     examples: int
     json_path: str | None
     resume: bool
+    aa_version: str = "standard"  # --version (AutoAttack)
+    targeted: bool = False
+    target_classes: int | None = None
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
 
@@ -120,15 +163,28 @@ class AttackOptions:
         eps = _floats(self.eps, "eps")
         device = str(resolve_device(self.device))  # the JSON names the device that ran
         names = [a.strip() for a in self.attacks.split(",") if a.strip()]
-        return AttackRun(attacks=tuple(names), eps=tuple(eps), norm=self.norm, bounds=(self.low, self.high),
-                         options=_options(self.settings), seed=self.seed, device=device, batch_size=self.batch_size,
-                         threads=self.threads, examples=self.examples)
+        run = AttackRun(attacks=tuple(names), eps=tuple(eps), norm=self.norm, bounds=(self.low, self.high),
+                        options=self.checked_options(), seed=self.seed, device=device, batch_size=self.batch_size,
+                        threads=self.threads, examples=self.examples, version=self.aa_version,
+                        targeted=self.targeted, target_classes=self.target_classes)
+        names, _, _ = run.plan()  # attack names, autoattack alone
+        if self.target_classes is not None and not self.targeted and not {"apgd-t", "fab-t"} & set(names):
+            raise ConfigError("--target-classes: used by --targeted, apgd-t, fab-t and autoattack; none of them is run")
+        return run
+
+    def checked_options(self) -> dict[str, dict[str, Any]]:
+        """The ``--set`` options, each checked against the type of its default (issue #23)."""
+        options = _options(self.settings)
+        _check_option_types(options)
+        return options
 
     def recorded(self, config: AttackRun) -> dict[str, Any]:
         """The ``settings`` that ``nnaudit attack`` records (what a resume must match)."""
-        return {"data": self.data, "attacks": list(config.attacks), "eps": list(config.eps), "norm": self.norm,
+        plan = config.settings(0)  # autoattack expanded into the attacks and options it runs
+        return {"data": self.data, "attacks": plan["attacks"], "eps": list(config.eps), "norm": self.norm,
                 "range": [self.low, self.high], "batch_size": self.batch_size, "limit": self.limit,
-                "options": config.options, "examples": self.examples}
+                "options": plan["options"], "examples": self.examples, "autoattack": plan["autoattack"],
+                "targeted": plan["targeted"]}
 
 
 class _Progress:
@@ -158,7 +214,11 @@ class _Progress:
 
 def _print(ev: Any) -> None:
     body = ev.to_dict(examples=0)
-    click.echo(f"samples {body['num_samples']}   clean accuracy {body['clean_accuracy']:.2%}   norm {body['norm']}")
+    click.echo(f"samples {body['num_samples']}   clean accuracy {body['clean_accuracy']:.2%}   norm {body['norm']}"
+               + (f"   targeted (top {ev.targeted} classes)" if ev.targeted else ""))
+    if ev.cascade:
+        click.echo("AutoAttack cascade: each attack only on the samples still robust; robust acc is after the attack "
+                   "and all before it, success counts the samples it broke first")
     click.echo(f"{'eps':>8}  {'attack':<9} {'robust acc':>10} {'success':>8} {'median l0/l2/linf':>26} {'time s':>8} {'mismatch':>8}")
     for entry in body["results"]:
         e = entry["eps"]
@@ -170,5 +230,6 @@ def _print(ev: Any) -> None:
             t = entry["time_s"].get(a)
             t_s = "" if t is None or math.isnan(t) else f"{t:.2f}"
             mism = entry["mismatches"].get(a, "")
-            click.echo(f"{e:>8g}  {a:<9} {entry['robust_accuracy'][a]:>10.2%} {entry['success_rate'][a]:>8.2%} "
+            robust = entry.get("robust_after", {}).get(a, entry["robust_accuracy"][a])
+            click.echo(f"{e:>8g}  {a:<9} {robust:>10.2%} {entry['success_rate'][a]:>8.2%} "
                        f"{med_s:>26} {t_s:>8} {mism!s:>8}")

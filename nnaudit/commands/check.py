@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
 EPILOG = """\b
 Exit codes:
   0  every requirement holds
-  1  a requirement failed (or was inconclusive, with --unknown-is-failure)
-  2  bad input: checks file, model, data or property (reported before any check runs)
+  1  a requirement failed (or was inconclusive, with --unknown-is-failure), or a
+     regression against the baseline
+  2  bad input: checks file, model, data, property or baseline (reported before any
+     check runs), or a baseline run with other settings
   3  a check was inconclusive (unknown regions, verifier timeout)
 """
 
@@ -38,41 +40,45 @@ Exit codes:
 @click.option("--device", default=None, help="Override every check's device (cpu, cuda, cuda:N, auto).")
 @click.option("--timeout", type=SECONDS, default=None, help="Override every check's timeout (seconds per property/region).")
 @click.option("--only", multiple=True, metavar="NAME", help="Run only the named check (repeatable).")
+@click.option("--baseline", "baseline", type=click.Path(dir_okay=False), default=None,
+              help="Compare with a previous check result JSON (default: [defaults] baseline): a drop of robust "
+                   "accuracy by more than max_drop, of clean accuracy, or a region/property no longer safe fails.")
+@click.option("--no-baseline", is_flag=True, help="Compare with no baseline, even one the checks file names "
+                                                  "(to record the first baseline).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output (default: a bar on a terminal, "
+                                                    "else a line every few seconds).")
 def command(config_path: str | None, report_path: str | None, json_path: str | None, junit_path: str | None,
-            unknown_is_failure: bool, device: str | None, timeout: float | None, only: tuple[str, ...]) -> None:
+            unknown_is_failure: bool, device: str | None, timeout: float | None, only: tuple[str, ...],
+            baseline: str | None, no_baseline: bool, quiet: bool) -> None:
     """Run every check of the checks file, print a table, write the reports
     and exit with the code of the worst outcome."""
     from nnaudit.checks import output
     from nnaudit.checks.adapters import RunSettings
     from nnaudit.checks.outcome import CheckOutcome, ExitPolicy
+    from nnaudit.checks.progress import Progress
     from nnaudit.checks.runner import run_checks
-    from nnaudit.config import find_config, load_checks
 
-    path = Path(config_path) if config_path else find_config()
-    if path is None:
-        raise ConfigError(f"{Path.cwd()}: no nnaudit.toml and no pyproject.toml with [tool.nnaudit]; "
-                          "pass --config PATH")
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"--timeout: expected a number of seconds > 0, got {timeout}")
-    checks = load_checks(path).checks
-    if only:
-        unknown = sorted(set(only) - {c.name for c in checks})
-        if unknown:
-            raise ConfigError(f"--only: no check named {', '.join(map(repr, unknown))} in {path}; "
-                              f"checks: {', '.join(c.name for c in checks)}")
-        checks = tuple(c for c in checks if c.name in only)
+    path, checks = _checks(config_path, only)
+    if baseline and no_baseline:
+        raise ConfigError("--baseline and --no-baseline: give one of them")
     if report_path:
         output.require_html_renderer()
     from nnaudit.reports import schema
 
-    command_line = _command_line(path, device, timeout, unknown_is_failure, only)
-    settings = RunSettings(device=device, timeout=timeout, command=command_line)
+    command_line = _command_line(path, device, timeout, unknown_is_failure, only, baseline, no_baseline)
+    mode = Progress.choose(quiet=quiet, tty=sys.stderr.isatty())
+    settings = RunSettings(device=device, timeout=timeout, command=command_line,
+                           baseline=Path(baseline) if baseline else None, use_baseline=not no_baseline,
+                           progress=Progress(mode, lambda line: click.echo(line, err=True), heartbeat=True))
     run_settings = {"config": str(path), "device": device, "timeout": timeout,
-                    "unknown_is_failure": unknown_is_failure, "only": list(only)}
+                    "unknown_is_failure": unknown_is_failure, "only": list(only), "baseline": baseline}
     done: list[CheckOutcome] = []
 
     def progress(outcome: CheckOutcome) -> None:
-        click.echo(f"{outcome.status.value.upper():>12}  {outcome.name} ({outcome.time_s:.1f} s)", err=True)
+        if not quiet:
+            click.echo(f"{outcome.status.value.upper():>12}  {outcome.name} ({outcome.time_s:.1f} s)", err=True)
         done.append(outcome)
         if json_path:  # an interrupted run leaves the finished checks (complete: false)
             partial = output.check_document(done, command=command_line, device=device, settings=run_settings)
@@ -80,9 +86,9 @@ def command(config_path: str | None, report_path: str | None, json_path: str | N
 
     outcomes = run_checks(checks, settings, unknown_is_failure=unknown_is_failure, on_outcome=progress)
     click.echo(output.format_table(outcomes))
-    details = output.failure_details(outcomes)
-    if details:
-        click.echo("\n" + details)
+    for text in (output.failure_details(outcomes), output.baseline_summary(outcomes)):
+        if text:
+            click.echo("\n" + text)
     doc = output.check_document(outcomes, command=command_line, device=device, settings=run_settings)
     if json_path:
         schema.write_json(doc, json_path)
@@ -99,10 +105,30 @@ def command(config_path: str | None, report_path: str | None, json_path: str | N
         sys.exit(code)
 
 
+def _checks(config_path: str | None, only: tuple[str, ...]) -> tuple[Path, tuple[Any, ...]]:
+    """The checks file and its checks (those of ``--only``, if given); ConfigError when bad."""
+    from nnaudit.config import find_config, load_checks
+
+    path = Path(config_path) if config_path else find_config()
+    if path is None:
+        raise ConfigError(f"{Path.cwd()}: no nnaudit.toml and no pyproject.toml with [tool.nnaudit]; "
+                          "pass --config PATH")
+    checks = load_checks(path).checks
+    if only:
+        unknown = sorted(set(only) - {c.name for c in checks})
+        if unknown:
+            raise ConfigError(f"--only: no check named {', '.join(map(repr, unknown))} in {path}; "
+                              f"checks: {', '.join(c.name for c in checks)}")
+        checks = tuple(c for c in checks if c.name in only)
+    return path, checks
+
+
 def _command_line(path: Path, device: str | None, timeout: float | None, unknown_is_failure: bool,
-                  only: tuple[str, ...]) -> str:
+                  only: tuple[str, ...], baseline: str | None = None, no_baseline: bool = False) -> str:
     """The command that reruns these checks (recorded in every result document)."""
     args = ["nnaudit", "check", "--config", str(path)]
+    args += ["--baseline", baseline] if baseline else []
+    args += ["--no-baseline"] if no_baseline else []
     args += ["--device", device] if device else []
     args += ["--timeout", f"{timeout:g}"] if timeout else []
     args += ["--unknown-is-failure"] if unknown_is_failure else []

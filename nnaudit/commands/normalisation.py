@@ -41,3 +41,10 @@ def load_model(model: str, normalisation: Any) -> Any:
     from nnaudit.networks import load
 
     return load(model, normalisation=normalisation)
+
+
+def range_hint(network: Any) -> str:
+    """The end of an out-of-range data message for a model that normalises its input itself."""
+    if getattr(network, "normalisation", None) is None:
+        return ""
+    return "; the model normalises its input (--mean/--std), so give pixels, not normalised values"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nnaudit.commands import normalisation
-from nnaudit.commands.types import COUNT, OUTPUT_FILE, SECONDS
+from nnaudit.commands.types import COUNT, OUTPUT_FILE, SECONDS, WORKERS
 from nnaudit.errors import Terminated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +62,13 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--json", "json_path", type=OUTPUT_FILE, default=None, help="Write the result JSON here.")
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --json (same model and settings).")
 @click.option("--maps", type=click.Path(file_okay=False), default=None, help="Write a safety-map PNG per image here.")
+@click.option("--store", type=OUTPUT_FILE, default=None,
+              help="Run as a campaign, one job per image, each image's result kept in this SQLite store as it "
+                   "arrives; a re-run skips stored images.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run the images on this Dask scheduler (default: $NNAUDIT_SCHEDULER with --store).")
+@click.option("--workers", type=WORKERS, default=None,
+              help="Local worker processes of a campaign (--store; default: all cores).")
 @normalisation.options()
 def command(model: str, **options: Any) -> None:
     """Check, for every image of DATA and every region of it, whether moving
@@ -69,22 +77,33 @@ def command(model: str, **options: Any) -> None:
     confirms) or unknown (time budget spent).  With --mean/--std the model
     normalises its input itself: DATA, STEP and CLIP are in pixel space."""
     from nnaudit.runs.record import Record
-    from nnaudit.runs.regions import check_range, load_images, run_regions
+    from nnaudit.networks.datasets import check_value_range
+    from nnaudit.runs.regions import check_range, load_images, run_regions, run_regions_campaign
 
     opts = RegionsOptions(**options)
     opts.check()
     net = normalisation.load_model(model, normalisation.parse(opts.mean, opts.std))
     x, y = load_images(opts.data, net, opts.layout(net))
     plan = opts.plan(net, len(x))
+    check_value_range(x[list(plan.indices)], *opts.clip, str(opts.data), normalisation.range_hint(net))
     check_range(net, x, plan)  # before the progress bar: bad data is one line
     record = Record(data=str(opts.data), json_path=opts.json_path, resume=opts.resume)
     total = len(plan.indices) * len(plan.regions) * (2 if opts.method == "both" else 1)
+    errors: list[str] = []
     try:
         with click.progressbar(length=total, label="regions", file=sys.stderr) as bar:
-            results, doc = run_regions(net, x, y, plan, record, progress=bar.update)
+            def advance(n: int, unsafe: int) -> None:
+                bar.update(n)
+
+            if opts.campaign() is None:
+                results, doc = run_regions(net, x, y, plan, record, progress=advance)
+            else:
+                results, doc, errors = run_regions_campaign(net, x, y, plan, record, opts.campaign(),
+                                                            progress=advance)
     except KeyboardInterrupt as stop:
         term = isinstance(stop, Terminated)
         where = f"; partial results in {opts.json_path} (continue with --resume)" if opts.json_path else ""
+        where = f"; results so far in {opts.store} (run the same command again to go on)" if opts.store else where
         click.echo(f"\n{'terminated (SIGTERM)' if term else 'interrupted'}{where}", err=True)
         raise SystemExit(Terminated.exit_code if term else 130) from None
     if opts.maps:
@@ -92,22 +111,27 @@ def command(model: str, **options: Any) -> None:
 
         for im in doc["images"]:
             save_safety_map(im, Path(opts.maps) / f"image_{im['index']:04d}.png")
-    _report(results, opts.json_path)
+    _report(results, opts.json_path, errors)
 
 
-def _report(results: list[ImageResult], json_path: str | None) -> None:
-    """Print the counts per method and exit with the code of the worst verdict."""
+def _report(results: list[ImageResult], json_path: str | None, errors: Sequence[str] = ()) -> None:
+    """Print the counts per method and exit with the code of the worst verdict (an image whose job
+    raised counts as unknown: none of its regions is known safe)."""
     from nnaudit.verify.regions.run import summary
 
     counts = summary(results)
     skipped = sum(1 for r in results if r.skipped)
     for m, c in counts.items():
         click.echo(f"{m:<6} safe {c['safe']:>5}  unsafe {c['unsafe']:>5}  unknown {c['unknown']:>5}")
-    click.echo(f"images {len(results)} ({skipped} skipped: misclassified)" + (f"; result in {json_path}" if json_path else ""))
+    for message in errors:
+        click.echo(f"error  {message}")
+    failed = f", {len(errors)} errors" if errors else ""
+    click.echo(f"images {len(results) + len(errors)} ({skipped} skipped: misclassified{failed})"
+               + (f"; result in {json_path}" if json_path else ""))
     logging.getLogger(__name__).debug("regions done")
     if any(c["unsafe"] for c in counts.values()):
         raise SystemExit(1)
-    if any(c["unknown"] for c in counts.values()):
+    if errors or any(c["unknown"] for c in counts.values()):
         raise SystemExit(3)
 
 
@@ -137,6 +161,9 @@ class RegionsOptions:
     json_path: str | None
     resume: bool
     maps: str | None
+    store: str | None = None          # --store FILE: run as a campaign, results in this SQLite store
+    scheduler: str | None = None      # --scheduler tcp://HOST:PORT (a campaign on Dask)
+    workers: int | None = None        # --workers N: local processes of a campaign
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
     region_channels: str = "all"      # --region-channels all|each (RegionChannels)
@@ -155,6 +182,16 @@ class RegionsOptions:
             raise SpecError("regions: give only one of --budget-l1 and --budget-l0")
         if self.resume and self.json_path is None:
             raise ConfigError("regions: --resume needs --json FILE to continue from")
+
+    def campaign(self) -> Any:
+        """The :class:`~nnaudit.runs.regions.CampaignSetup` of --store/--scheduler/--workers (None: one process)."""
+        from nnaudit.runs.regions import CampaignSetup
+
+        if self.store is None and self.scheduler is None and self.workers is None:
+            return None
+        from nnaudit.campaign.executor import ExecutorConfig
+
+        return CampaignSetup(self.store or ":memory:", ExecutorConfig.from_options(self.scheduler, self.workers))
 
     @property
     def spec(self) -> str:

@@ -25,6 +25,27 @@ VERIFY_MEAN_HELP = ("Input normalisation as part of the model, per input channel
                     "oval21) need no --mean/--std; a box with a bound below 0 is refused as one of those.")
 
 
+class MemorySize(click.ParamType):
+    """A number of bytes with an optional unit (K, M, G, T: powers of 1024), at least 64 MiB."""
+
+    name = "size"
+    UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = text[-1:] if text[-1:] in self.UNITS and text[-1:] != "" else ""
+        try:
+            number = float(text[:-1] if unit else text)
+        except ValueError:
+            self.fail(f"expected a size such as 4G, 512M or 2000000000, got {value!r}", param, ctx)
+        size = number * self.UNITS[unit]
+        if not size == size or size < (64 << 20) or size > (1 << 50):
+            self.fail(f"expected a size between 64M and 1024T, got {value!r}", param, ctx)
+        return int(size)
+
+
 @click.command("verify", epilog="Exit codes: 0 holds, 1 violated, 3 unknown/timeout, 2 bad input.")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
@@ -36,6 +57,9 @@ VERIFY_MEAN_HELP = ("Input normalisation as part of the model, per input channel
 @click.option("--seed", default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--alpha-steps", default=0, show_default=True, help="Optimise lower ReLU slopes (alpha-CROWN) for this many steps per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when stderr is a terminal).")
+@click.option("--max-memory", type=MemorySize(), default=None,
+              help="Memory budget of the run, e.g. 4G or 512M (default: min(8 GiB, 60% of physical memory)); "
+                   "a run that would exceed it ends as unknown (exit 3).")
 @normalisation.options(mean_help=VERIFY_MEAN_HELP)
 @click.pass_context
 def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
@@ -63,6 +87,7 @@ def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
         raise
     if show:
         click.echo("", err=True)
+    _fast_exit(ctx)
     if opts.result_file:
         Path(opts.result_file).write_text(res.vnncomp())
     if opts.as_json:
@@ -84,6 +109,7 @@ class VerifyOptions:
     seed: int
     alpha_steps: int
     progress: bool | None
+    max_memory: int | None = None   # --max-memory in bytes (None: the default budget)
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
 
@@ -92,6 +118,8 @@ class VerifyOptions:
         from nnaudit.verify.engine import VerifyConfig
 
         cfg = VerifyConfig(timeout_s=self.timeout)
+        if self.max_memory is not None:
+            cfg = replace(cfg, max_memory=self.max_memory)
         workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
         return replace(cfg, falsify=replace(cfg.falsify, seed=self.seed),
                        bab=replace(cfg.bab, workers=workers, alpha_steps=self.alpha_steps))
@@ -104,6 +132,15 @@ def _start(ctx: click.Context) -> float:
 
     obj = ctx.find_object(CliContext)
     return obj.process_start if obj is not None and obj.process_start is not None else time.monotonic()
+
+
+def _fast_exit(ctx: click.Context) -> None:
+    """Let the console script end the process as soon as the answer is out (see ``nnaudit.cli.main``)."""
+    from nnaudit.cli import CliContext
+
+    obj = ctx.find_object(CliContext)
+    if obj is not None:
+        obj.fast_exit = True
 
 
 class _Progress:

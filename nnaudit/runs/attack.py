@@ -35,15 +35,30 @@ class AttackRun:
     batch_size: int = 256                               # samples attacked together
     threads: int | None = None                          # torch CPU threads (None: torch's choice)
     examples: int = 4                                   # adversarial examples per eps kept in the gallery
+    version: str = "standard"                           # AutoAttack version when attacks is ("autoattack",)
+    targeted: bool = False                              # attack each sample towards its top target_classes classes
+    target_classes: int | None = None                   # targets per sample (targeted; APGD-T, FAB-T); None: 9
+
+    def plan(self) -> tuple[tuple[str, ...], dict[str, dict[str, Any]], bool]:
+        """``(attack names, options, cascade)`` to run (``autoattack`` expanded; ConfigError on bad names)."""
+        from nnaudit.attacks.autoattack import expand
+
+        return expand(self.attacks, self.version, self.options, target_classes=self.target_classes)
+
+    def targets(self) -> int | None:
+        """Target classes per sample for a targeted run (None: untargeted)."""
+        return (self.target_classes or 9) if self.targeted else None
 
     def settings(self, count: int) -> dict[str, Any]:
         """The ``settings`` recorded for this run on ``count`` samples (attack names as the registry spells them)."""
-        from nnaudit.attacks.api import canonical
+        from nnaudit.attacks.autoattack import Version
         from nnaudit.attacks.threat import Norm
 
-        return {"attacks": list(dict.fromkeys(canonical(a) for a in self.attacks)),
-                "eps": list(dict.fromkeys(float(e) for e in self.eps)), "norm": Norm.parse(self.norm).value,
-                "range": list(self.bounds), "options": self.options or {}, "num_samples": int(count)}
+        names, options, cascade = self.plan()
+        return {"attacks": list(names), "eps": list(dict.fromkeys(float(e) for e in self.eps)),
+                "norm": Norm.parse(self.norm).value, "range": list(self.bounds), "options": options or {},
+                "num_samples": int(count), "autoattack": Version.parse(self.version).value if cascade else None,
+                "targeted": self.targets()}
 
 
 def run_attack(network: Any, x: np.ndarray, y: np.ndarray, config: AttackRun = AttackRun(), record: Record = Record(),
@@ -64,10 +79,12 @@ def run_attack(network: Any, x: np.ndarray, y: np.ndarray, config: AttackRun = A
         doc.update(ev.to_dict(examples=config.examples))
         save(doc, record)
 
-    ev = evaluate(network, x, y, attacks=list(config.attacks), eps=list(config.eps), norm=config.norm,
+    names, options, cascade = config.plan()
+    ev = evaluate(network, x, y, attacks=list(names), eps=list(config.eps), norm=config.norm,
                   bounds=config.bounds, device=config.device, seed=config.seed, batch_size=config.batch_size,
-                  threads=config.threads, options=config.options or None,
+                  threads=config.threads, options=options or None,
                   done=None if saved is None else cells_from_dict(saved, len(y)),
-                  on_cell=cell_done if record.json_path is not None else None, on_batch=progress)
+                  on_cell=cell_done if record.json_path is not None else None, on_batch=progress,
+                  cascade=cascade, targeted=config.targets())
     doc.update(ev.to_dict(examples=config.examples))
     return ev, finish(doc, record)

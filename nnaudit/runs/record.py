@@ -78,11 +78,18 @@ def same_run(path: Path, saved: dict[str, Any], doc: dict[str, Any], *, match: M
     old, now = saved.get("settings") or {}, plain(doc["settings"])
     diff = sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k))
     if diff:
-        raise ConfigError(f"{path}: cannot resume: settings differ in {', '.join(diff)} "
-                          f"(file: {[old.get(k) for k in diff]}, now: {[now.get(k) for k in diff]})")
+        raise ConfigError(f"{path}: cannot resume: settings differ in {_cap(', '.join(diff))} "
+                          f"(file: {_cap([old.get(k) for k in diff])}, now: {_cap([now.get(k) for k in diff])})")
     for key, value in {"seeds": doc["seeds"], **match}.items():
         if saved.get(key) != plain(value):
-            raise ConfigError(f"{path}: cannot resume: {key} differ (file: {saved.get(key)!r}, now: {plain(value)!r})")
+            raise ConfigError(f"{path}: cannot resume: {key} differ (file: {_cap(saved.get(key))}, "
+                              f"now: {_cap(plain(value))})")
+
+
+def _cap(value: Any, limit: int = 120) -> str:
+    """``value`` as text, at most ``limit`` characters (a list of 10^4 image indices stays one short line)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
 
 
 def save(doc: dict[str, Any], record: Record) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from nnaudit.errors import DataError
 from nnaudit.runs.record import Record, finish, open_document, save
 from nnaudit.verify.regions.api import RegionConfig, bound_batching, method_list, resolve_regions
-from nnaudit.verify.regions.result import ImageResult, RegionResult
+from nnaudit.verify.regions.result import ImageResult, RegionResult, RegionVerdict
 from nnaudit.verify.regions.run import RunListener, RunPlan, check_images, image_shape
 from nnaudit.verify.regions.layout import ImageLayout, RegionChannels, layout_of
 from nnaudit.verify.regions.spec import Manipulation
@@ -79,13 +79,13 @@ def regions_settings(plan: RunPlan, data: str | None) -> dict[str, Any]:
 
 
 def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | RegionsRun, record: Record = Record(), *,
-                progress: Callable[[int], None] | None = None) -> tuple[list[ImageResult], dict[str, Any]]:
+                progress: Callable[[int, int], None] | None = None) -> tuple[list[ImageResult], dict[str, Any]]:
     """Check every planned region of the images ``x`` ``(N, *input_shape)``, labels ``y`` ``(N,)``.
 
     ``plan``: a :class:`~nnaudit.verify.regions.run.RunPlan` (settings default
     to :func:`regions_settings` with ``record.data``) or a :class:`RegionsRun`
-    over all of ``x``.  ``progress(n)`` is called with the number of region
-    results just added (including ones kept from a resumed file).  On
+    over all of ``x``.  ``progress(n, unsafe)`` is called with the number of region
+    results just added (including ones kept from a resumed file) and how many of them are unsafe.  On
     KeyboardInterrupt the document is written with ``complete: false`` and
     the interrupt re-raised.  Returns the image results and the document.
     """
@@ -95,10 +95,7 @@ def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | Regi
     else:
         record = record.filled(settings=regions_settings(plan, record.data), seeds={"attack": plan.config.exact.seed})
     check_range(network, x, plan)
-    body = {"manipulation": plan.manipulation.to_dict(), "grid": None if plan.grid is None else list(plan.grid),
-            "patch": plan.patch, "methods": method_list(plan.method), "region_channels": plan.channels.value,
-            "bounds": bound_batching(network, plan.method), "images": []}
-    doc, saved = open_document("regions", network, record, body=body)
+    doc, saved = open_document("regions", network, record, body=_body(network, plan))
     recorder = _Recorder(doc, record, plan, _Blank(network, x, y, plan.layout), progress,
                          previous={int(im["index"]): im for im in (saved or {}).get("images", [])})
     try:
@@ -107,6 +104,44 @@ def run_regions(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan | Regi
         save(doc, record)
         raise
     return images, finish(doc, record)
+
+
+def run_regions_campaign(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan, record: Record,
+                         campaign: CampaignSetup, *, progress: Callable[[int, int], None] | None = None
+                         ) -> tuple[list[ImageResult], dict[str, Any], list[str]]:
+    """:func:`run_regions` as a campaign: one job per image on the executor of ``campaign``, every image's result
+    in its store as it arrives (images stored by an earlier run with the same settings are not checked again).
+
+    Returns the image results, the document (written to ``record.json_path`` if set) and the error messages of
+    images whose job raised (in the document as skipped, ``"error: ..."``)."""
+    from nnaudit.campaign.executor import Executor, ExecutorConfig
+    from nnaudit.campaign.regions import RegionsCampaign, run_images
+    from nnaudit.reports.schema import plain
+    from nnaudit.reports.store import ResultStore
+
+    record = record.filled(settings=regions_settings(plan, record.data), seeds={"attack": plan.config.exact.seed})
+    check_range(network, x, plan)
+    doc, _ = open_document("regions", network, replace(record, resume=False), body=_body(network, plan))
+    with ResultStore(campaign.store) as store, Executor(campaign.executor or ExecutorConfig()) as executor:
+        job = RegionsCampaign(network, x, y, plan, plain(doc["settings"]))
+        doc["images"], errors, _ = run_images(job, executor, store, progress=progress)
+    images = [ImageResult.from_dict(im) for im in doc["images"] if not str(im.get("skipped", "")).startswith("error")]
+    return images, finish(doc, record), errors
+
+
+@dataclass(frozen=True)
+class CampaignSetup:
+    """Where a campaign's jobs run and where its results go."""
+
+    store: str                 # the SQLite results store (":memory:" for none kept)
+    executor: Any = None       # nnaudit.campaign.executor.ExecutorConfig (None: embedded, all cores)
+
+
+def _body(network: Any, plan: RunPlan) -> dict[str, Any]:
+    """The ``regions`` body of a document over ``plan``, with no images yet."""
+    return {"manipulation": plan.manipulation.to_dict(), "grid": None if plan.grid is None else list(plan.grid),
+            "patch": plan.patch, "methods": method_list(plan.method), "region_channels": plan.channels.value,
+            "bounds": bound_batching(network, plan.method), "images": []}
 
 
 def load_images(data: str, network: Any, layout: ImageLayout) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +213,7 @@ class _Recorder(RunListener):
     record: Record
     plan: RunPlan
     blank: Callable[[int], dict[str, Any]]
-    progress: Callable[[int], None] | None
+    progress: Callable[[int, int], None] | None   # progress(regions done, of them unsafe)
     previous: dict[int, dict[str, Any]] = field(default_factory=dict)  # index -> saved entry (resume)
     pending: int = 0                                                   # results not yet written
 
@@ -186,19 +221,19 @@ class _Recorder(RunListener):
         return {index: {(r["id"], r["method"]): RegionResult.from_dict(r) for r in im["regions"]}
                 for index, im in self.previous.items()}
 
-    def _advance(self, n: int) -> None:
+    def _advance(self, n: int, unsafe: int = 0) -> None:
         if self.progress is not None and n:
-            self.progress(n)
+            self.progress(n, unsafe)
 
     def image_started(self, index: int) -> None:
         entry = self.previous.get(index)
-        self._advance(len(entry["regions"]) if entry else 0)
+        self._advance(len(entry["regions"]) if entry else 0, _unsafe([entry] if entry else []))
         self.doc["images"].append(entry or self.blank(index))
 
     def region_checked(self, result: RegionResult) -> None:
         self.doc["images"][-1]["regions"].append(result.to_dict())
         self.pending += 1
-        self._advance(1)
+        self._advance(1, int(result.verdict is RegionVerdict.UNSAFE))
         if self.pending >= self.plan.flush_every:
             self.pending = 0
             save(self.doc, self.record)
@@ -209,3 +244,8 @@ class _Recorder(RunListener):
         if image.skipped:
             self._advance(len(self.plan.regions) * len(method_list(self.plan.method)) - kept)
         save(self.doc, self.record)
+
+
+def _unsafe(images: list[dict[str, Any]]) -> int:
+    """How many regions of the image entries ``images`` are unsafe (progress)."""
+    return sum(1 for im in images for r in (im or {}).get("regions", []) if r.get("verdict") == "unsafe")

@@ -129,7 +129,7 @@ def _reference(net: Any, prop: Any, res: Any) -> dict[str, Any]:
     spec = parse(prop) if isinstance(prop, (str, os.PathLike)) else prop
     x = np.asarray(res.counterexample.x, dtype=np.float64).reshape(1, -1)
     for box, _ in spec.cases:
-        if box.contains(x)[0]:
+        if box.contains_float32(x)[0]:
             centre = (box.lower + box.upper) / 2.0
             logits = reference(net).run(centre.reshape((1, *net.input_shape)).astype(np.float32))
             return {"reference": {"x": centre.tolist(), "class": int(np.argmax(logits[0]))}}

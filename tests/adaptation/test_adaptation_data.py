@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnaudit.adaptation.data import DigitsShift, digits_m_task, moons_task, npz_task, rotate_2d, to_digits_m
+from nnaudit.adaptation.data import moons_task, npz_task, rotate_2d
+from nnaudit.adaptation.shifts import DigitsShift, digits_m_task, to_digits_m
 from nnaudit.errors import DataError
 
 

@@ -14,7 +14,7 @@ from nnaudit.cli import cli
 
 def test_conv_export_round_trip(tmp_path: Path) -> None:
     from nnaudit.adaptation.config import DannConfig
-    from nnaudit.adaptation.data import digits_m_task
+    from nnaudit.adaptation.shifts import digits_m_task
     from nnaudit.adaptation.export import export_onnx
     from nnaudit.adaptation.trainer import train_dann
     from nnaudit.networks import load
@@ -54,7 +54,7 @@ def test_cli_adapt_moons(tmp_path: Path) -> None:
     assert doc["complete"] is True and doc["task"] == "moons" and doc["device"] == "cpu"
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2, 3]
     for model in ("source_only", "dann"):
-        assert set(doc["final"][model]) == {"source_accuracy", "target_accuracy", "a_distance"}
+        assert set(doc["final"][model]) == {"source_accuracy", "target_accuracy", "a_distance", "a_distance_logits"}
     pca = doc["features"]["pca"]
     assert len(pca["before"]["source"]) == 300 and len(pca["after"]["target"][0]) == 2
     db = doc["decision_boundary"]
@@ -105,3 +105,40 @@ def test_cli_bad_data_is_a_clear_error(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "error:" in res.output and "t.npz: array 'x' has samples of shape (5,)" in res.output
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_cli_on_target_writes_the_gap(tmp_path: Path) -> None:
+    js = tmp_path / "g.json"
+    res = CliRunner().invoke(cli, ["adapt", "--task", "moons-hard", "--epochs", "3", "--device", "cpu", "--on-target",
+                                   "--out", str(tmp_path / "g.onnx"), "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(js.read_text())
+    gap = doc["gap"]
+    assert doc["task"] == "moons-hard" and 0.0 <= gap["train_on_target"] <= 1.0
+    assert gap["dann"] == doc["final"]["dann"]["target_accuracy"]
+    assert gap["source_only"] == doc["final"]["source_only"]["target_accuracy"]
+    assert "on-target" in res.output and ("of the gap closed" in res.output or "no gap" in res.output)
+    assert len(doc["decision_boundary"]["target"]["correct"]["dann"]) == 150
+
+
+def test_batch_norm_export_round_trip(tmp_path: Path) -> None:
+    """The digit presets' BatchNorm (per-domain statistics in training) exports to
+    ONNX BatchNormalization that onnxruntime and nnaudit's loader agree on."""
+    from nnaudit.adaptation.config import for_task
+    from nnaudit.adaptation.export import export_onnx
+    from nnaudit.adaptation.tasks import bundled_task
+    from nnaudit.adaptation.trainer import train_dann
+    from nnaudit.networks import load
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+
+    task = bundled_task("mnist-digits")
+    cfg = for_task("mnist-digits", epochs=1, conv_channels=(4, 8), head_hidden=16, a_distance_every=0, device="cpu")
+    assert cfg.batch_norm and cfg.domain_bn
+    run = train_dann(task, cfg)
+    x = task.target_eval.x[:40]
+    res = export_onnx(run, tmp_path / "bn.onnx", samples=x)
+    ort = OnnxRuntimeModel(res.path).run(x)
+    assert np.allclose(ort, run.logits(x), atol=1e-4)
+    net = load(res.path)
+    assert net.input_shape == (1, 8, 8)
+    assert np.allclose(net.evaluate(x.astype(np.float64)).reshape(40, -1), ort, atol=1e-4)

@@ -18,7 +18,7 @@ from nnaudit.errors import ConfigError, DataError
 @pytest.fixture(scope="module")
 def moons_run():
     """The moons preset, seed 0: 300 short epochs of 150 + 150 points (a few seconds)."""
-    return train_dann(moons_task(seed=0, n_test=400), for_task("moons", a_distance_every=0, device="cpu"))
+    return train_dann(moons_task(seed=0, n_test=400), for_task("moons", epochs=300, a_distance_every=0, device="cpu"))
 
 
 def test_dann_beats_source_only_on_rotated_moons(moons_run) -> None:
@@ -133,3 +133,83 @@ def test_proxy_a_distance_extremes() -> None:
     assert abs(same.value) < 0.4 and apart.value > 1.9
     assert same.value == pytest.approx(2 * (1 - 2 * same.error))
     assert same.n_train + same.n_test == 800
+
+
+def test_report_shows_the_gap_and_marks_target_points(moons_run, tmp_path: Path) -> None:
+    """The adapt body and report of a real run: the gap table (with a measured
+    train-on-target bound) and target points marked right/wrong as the exported
+    ONNX model, run by onnxruntime, classifies them."""
+    from nnaudit.adaptation.export import export_onnx
+    from nnaudit.adaptation.gap import train_on_target
+    from nnaudit.adaptation.record import adapt_body
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.reports import schema
+    from nnaudit.reports.render import write_report
+    from nnaudit.reports.view_adapt import gap_row, target_marks
+
+    task = moons_task(seed=0, n_test=400)
+    export = export_onnx(moons_run, tmp_path / "m.onnx")
+    on_target = train_on_target(task, for_task("moons", epochs=60, device="cpu"))
+    body = adapt_body(moons_run, task, export, on_target)
+    gap = body["gap"]
+    assert gap["dann"] == moons_run.final["dann"]["target_accuracy"] and gap["train_on_target"] == on_target
+    assert on_target > gap["source_only"] + 0.1            # the rotation costs source-only a lot
+    assert gap["closed"] == pytest.approx((gap["dann"] - gap["source_only"]) / (on_target - gap["source_only"]), abs=1e-6)
+    assert gap["closed"] > 0.5
+    row = gap_row(gap)
+    assert row["closed"] == f"{100 * gap['closed']:.0f}%" and row["train_on_target"] == f"{100 * on_target:.1f}%"
+    boundary = body["decision_boundary"]
+    ort_right = OnnxRuntimeModel(export.path).predict(task.target.x) == task.target.y
+    assert boundary["target"]["correct"]["dann"] == ort_right.tolist()
+    right, wrong = target_marks(boundary, "dann")
+    assert len(right) == ort_right.sum() and len(wrong) == (~ort_right).sum() and len(wrong) < len(right)
+    so_right, so_wrong = target_marks(boundary, "source_only")
+    assert len(so_wrong) > len(wrong)                       # source-only gets more of the rotated moons wrong
+    doc = schema.new_result("adapt", settings={}, seeds={"seed": 0})
+    doc.update(body)
+    schema.finish(doc)
+    html = write_report([schema.write_json(doc, tmp_path / "a.json")], tmp_path / "r.html").read_text()
+    assert "train-on-target" in html and "gap closed" in html and row["closed"] in html
+    assert "of the gap closed" in html and "target points green" in html
+
+
+def test_selection_keeps_a_second_half_epoch_and_resumes(tmp_path: Path) -> None:
+    task = moons_task(seed=2, n_test=100)
+    cfg = _short(epochs=6, select="bound")
+    run = train_dann(task, cfg)
+    assert run.final["dann"]["selected_epoch"] in (4, 5, 6) and run.final["source_only"]["selected_epoch"] in (4, 5, 6)
+    ckpt = tmp_path / "s.ckpt"
+
+    def stop_after_five(record: dict, history: list) -> None:
+        if record["epoch"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_dann(task, cfg, checkpoint=ckpt, on_epoch=stop_after_five)
+    resumed = train_dann(task, cfg, checkpoint=ckpt, resume=True)
+    assert resumed.final == run.final
+    assert "selected_epoch" not in train_dann(task, _short(epochs=2)).final["dann"]
+    with pytest.raises(ConfigError, match="DannConfig.select: expected one of last, bound"):
+        _short(select="best")
+
+
+def test_domain_bn_keeps_the_source_out_of_the_running_statistics() -> None:
+    import copy
+
+    from nnaudit.adaptation.models import DANN, conv_parts
+
+    torch.manual_seed(0)
+    dann = DANN(*conv_parts((3, 8, 8), 10, (4, 8), 16, batch_norm=True)).train()
+    twin = copy.deepcopy(dann)
+    xs, xt = torch.rand(6, 3, 8, 8), torch.rand(6, 3, 8, 8) + 2.0
+    cls, dom = dann.forward_domains(xs, xt)
+    assert cls.shape == (6, 10) and dom.shape == (12, 2)
+    twin.features(xt)                          # the target batch alone
+    bns = [m for m in dann.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    twins = [m for m in twin.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 2 and all(m.momentum == 0.1 for m in bns)
+    for a, b in zip(bns, twins):
+        assert torch.allclose(a.running_mean, b.running_mean) and torch.allclose(a.running_var, b.running_var)
+    # the source half was normalised with its own batch statistics: its class logits are those of the source batch alone
+    alone = copy.deepcopy(dann)
+    assert torch.allclose(cls, alone.label_head(alone.features(xs)), atol=1e-5)

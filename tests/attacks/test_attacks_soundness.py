@@ -14,7 +14,11 @@ from nnaudit.attacks import base
 from nnaudit.attacks.threat import Norm, ThreatModel, enforce, inside
 from nnaudit.networks.runtime import OnnxRuntimeModel
 
-ALL = ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "cw", "deepfool", "jsma"]
+ALL = ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "cw", "deepfool", "jsma", "apgd-t", "fab", "fab-t", "square"]
+#: small budgets for the property tests
+SMALL = {"pgd": {"steps": 5}, "apgd-ce": {"steps": 5}, "apgd-dlr": {"steps": 5}, "deepfool": {"steps": 5},
+         "cw": {"steps": 10, "binary_search_steps": 2}, "apgd-t": {"steps": 5, "target_classes": 2},
+         "fab": {"steps": 5}, "fab-t": {"steps": 5, "target_classes": 2}, "square": {"queries": 30}}
 
 
 @settings(max_examples=200, deadline=None)
@@ -53,9 +57,8 @@ def test_attacks_never_leave_the_ball_or_the_range(mlp, attack, data):
     rng = np.random.default_rng(seed)
     x = rng.uniform(low, 1.0, (6, 5)).astype(np.float32)
     y = rng.integers(0, 4, 6)
-    options = {"steps": 5} if attack in ("pgd", "apgd-ce", "apgd-dlr", "deepfool") else {}
-    options = {"steps": 10, "binary_search_steps": 2} if attack == "cw" else options
-    res = A.run_attack(attack, mlp, x, y, eps=eps, norm=norm, bounds=(low, 1.0), seed=seed, threads=1, **options)
+    res = A.run_attack(attack, mlp, x, y, eps=eps, norm=norm, bounds=(low, 1.0), seed=seed, threads=1,
+                       **SMALL.get(attack, {}))
     threat = ThreatModel(norm=norm, eps=eps, low=low, high=1.0)
     assert inside(x, res.x_adv, threat).all()
     assert (res.norms[norm] <= eps).all()

@@ -63,9 +63,28 @@ def test_regions_message_names_the_worst_region_and_counts_methods_once() -> Non
     both["regions"] += [{**both["regions"][0], "method": "dlv"}, {**both["regions"][1], "method": "dlv", "verdict": "unknown"}]
     j = judge_regions([both, {**image(3, []), "regions": []}], max_unsafe_regions=0)
     assert j.status is Status.FAILED
-    assert "1 unsafe, 0 unknown, 1 safe of 2 regions in 2 image(s), 1 image(s) skipped" in j.message
+    assert "1 unsafe, 0 unknown, 1 safe of 2 regions in 1 of 2 image(s) examined, 1 skipped (misclassified)" \
+        in j.message
     assert "Worst counterexample: image 2 (label 4), region 0 rows 0-1, cols 0-1: class 4 -> 9 " \
            "(confidence 0.9 -> 0.5), perturbation l0=2, l2=0.14, linf=0.1" in j.message
+
+
+def test_a_check_of_nothing_fails_with_its_reason() -> None:
+    skipped = {**image(0, []), "regions": [], "skipped": "misclassified"}
+    j = judge_regions([skipped], max_unsafe_regions=0)
+    assert j.status is Status.FAILED and j.measured is None
+    assert "examined 1 image(s) but checked 0 regions" in j.message and "image 0" in j.message
+    assert "raise limit" in j.message
+    assert judge_regions([], max_unsafe_regions=3).status is Status.FAILED
+    j = judge_verify([])
+    assert j.status is Status.FAILED and "0 properties" in j.message
+    body = {"clean_accuracy": 0.0, "results": [], "norm": "linf", "attacks": ["pgd"], "num_samples": 0}
+    j = judge_attack(body, min_robust_accuracy=0.5)
+    assert j.status is Status.FAILED and "examined 0 samples" in j.message
+    none_right = {**body, "num_samples": 3, "results": [{"eps": 0.1, "robust_accuracy": {"worst": 0.0}}]}
+    j = judge_attack(none_right, min_robust_accuracy=0.0)
+    assert j.status is Status.FAILED and "none of the 3 samples examined is classified correctly" in j.message
+    assert judge_attack(none_right, min_clean_accuracy=0.5).status is Status.FAILED  # measured, not vacuous
 
 
 def instance(verdict: str, cex: bool = False, reference: bool = False) -> dict:

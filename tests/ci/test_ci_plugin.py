@@ -149,13 +149,17 @@ def test_fixture_results_messages_and_session_json(project: pytest.Pytester) -> 
     result = project.runpytest(f"--nnaudit-json={out}")
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines([
-        "*RobustnessAssertionError: failed: requirement min_robust_accuracy >= 0.99 not met*"
-        "Worst counterexample: sample * (label *): class * -> *",
-        "*RobustnessAssertionError: inconclusive: requirement expect = holds undecided*",
-        "*RobustnessAssertionError: failed: requirement max_unsafe_regions <= 0 not met: * unsafe*"
-        "Worst counterexample: image 0 (label *), region *: class * -> *, perturbation l0=*",
+        "*RobustnessAssertionError: min_robust_accuracy >= 0.99: FAILED (measured *)",
+        "E  *requirement min_robust_accuracy >= 0.99 not met: robust accuracy * < 0.99 at eps=0.3 *",
+        "E  *counterexample: sample * (label *): class * -> *",
+        "*RobustnessAssertionError: expect = holds: INCONCLUSIVE (measured *)",
+        "E  *requirement expect = holds undecided*",
+        "*RobustnessAssertionError: max_unsafe_regions <= 0: FAILED (measured *)",
+        "E  *counterexample: image 0 (label *), region *: class * -> *, perturbation l0=*",
         "nnaudit: 5 check(s) and fixture call(s) recorded; wrote *session.json",
     ])
+    text = result.stdout.str()  # a few lines per failure: no library frames, no Evaluation repr
+    assert "nnaudit/checks/fixture.py" not in text and "Evaluation(" not in text
     doc = schema.read_result(out, kind="check")
     status = {e["name"].split("::")[1]: e["status"] for e in doc["checks"]}
     assert status == {"test_attack_holds [attack #1]": "passed", "test_attack_fails [attack #1]": "failed",
@@ -207,3 +211,24 @@ def test_examples_ci_end_to_end(pytester: pytest.Pytester) -> None:
     doc = json.loads((pytester.path / "out.json").read_text())
     assert len(doc["checks"]) == 6 and all(e["status"] == "passed" for e in doc["checks"])
     assert (pytester.path / "report.html").stat().st_size > 1000
+
+
+def test_checks_items_compare_with_the_baseline(project: pytest.Pytester) -> None:
+    """A session's JSON is a check result: as the baseline it passes unchanged, and a baseline
+    that was better makes the item fail naming the regression."""
+    ok = CHECKS.split("[[check]]")[1]
+    project.makefile(".toml", nnaudit="[[check]]" + ok)
+    project.runpytest("--nnaudit-json=base.json").assert_outcomes(passed=1)
+    project.makefile(".toml", nnaudit='[defaults]\nbaseline = "base.json"\n\n[[check]]' + ok)
+    result = project.runpytest("--nnaudit-json=again.json")
+    result.assert_outcomes(passed=1)
+    (entry,) = schema.read_result(project.path / "again.json", kind="check")["checks"]
+    assert entry["baseline"]["regressions"] == [] and "No change against the baseline" in entry["message"]
+    doc = json.loads((project.path / "base.json").read_text())
+    cell = doc["checks"][0]["result"]["results"][0]["robust_accuracy"]
+    cell["worst"] = min(1.0, cell["worst"] + 0.2)
+    (project.path / "base.json").write_text(json.dumps(doc))
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*regression against the baseline *base.json: robust accuracy at eps=0.01 * -> *"
+                                 "(drop * > max_drop 0)*"])

@@ -326,3 +326,40 @@ def test_a_layer_without_bound_rules_is_refused_by_name(tmp_path) -> None:
     odd = replace(net, layers=net.layers[:i] + [Softsign(old.name, old.inputs, old.output)] + net.layers[i + 1:])
     with pytest.raises(SolverError, match=rf"{old.name!r} \(Softsign\).*maxpool, relu, sigmoid, tanh"):
         lower(odd)
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh"])
+@settings(max_examples=60, deadline=None)
+@given(lo=st.floats(-60, 60), width=st.floats(0.0, 80.0), seed=st.integers(0, 1000))
+def test_sigmoid_and_tanh_lines_enclose_the_function(op: str, lo: float, width: float, seed: int) -> None:
+    """The relaxation's two lines hold at the ends, at dense samples and near the tangent points
+    (where a line touches the curve), from narrow intervals to saturated ones."""
+    import torch
+
+    from nnaudit.networks.ops.activations import Sigmoid, Tanh
+
+    layer = {"Sigmoid": Sigmoid, "Tanh": Tanh}[op]("a", ("x",), "y")
+    f = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh}[op]
+    lo_t = torch.tensor([[lo]], dtype=torch.float64)
+    hi_t = lo_t + width
+    k, b_lo, b_hi = layer.relax(lo_t, hi_t, in_shape=(1,))
+    z = lo_t + width * torch.cat([torch.linspace(0, 1, 2001, dtype=torch.float64),
+                                  torch.rand(500, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)])
+    t = layer._tangent_at(k.clamp(min=1e-300))
+    z = torch.cat([z[0], (t + torch.linspace(-1e-3, 1e-3, 21, dtype=torch.float64)).flatten(),
+                   (-t + torch.linspace(-1e-3, 1e-3, 21, dtype=torch.float64)).flatten()]).clamp(lo, lo + width)
+    g = f(z)
+    assert torch.all(g >= k[0, 0] * z + b_lo[0, 0]) and torch.all(g <= k[0, 0] * z + b_hi[0, 0])
+    assert float(k) >= 0
+
+
+@pytest.mark.parametrize("act", ["Sigmoid", "Tanh"])
+def test_sigmoid_and_tanh_linear_bounds_are_tighter_than_constants(act: str, tmp_path) -> None:
+    """On a small box CROWN through the lines beats interval bounds (the constants it had before)."""
+    net = load(verify_nets.mlp(tmp_path, 5, (3, 8, 8, 2), act=act))
+    rng = np.random.default_rng(0)
+    centre = rng.uniform(-1, 1, (4, 3))
+    lo, hi = centre - 0.05, centre + 0.05
+    ilo, ihi = output_bounds(net, lo, hi, method="interval")
+    clo, chi = output_bounds(net, lo, hi, method="crown")
+    assert np.all(chi - clo <= ihi - ilo + 1e-12) and np.mean(chi - clo) < 0.8 * np.mean(ihi - ilo)

@@ -26,9 +26,9 @@ ALL, EACH = RegionChannels.ALL, RegionChannels.EACH
 ROUTES = {
     "default": RegionConfig(timeout_per_region=60),
     "split": RegionConfig(timeout_per_region=60, exact=ExactConfig(attack=False, max_enumeration=0, smt=False,
-                                                                   split_share=1.0, leaf_size=4)),
+                                                                   split_share=1.0, leaf_size=4, relu_split=False)),
     "smt": RegionConfig(timeout_per_region=60, exact=ExactConfig(bound_method="interval", attack=False,
-                                                                 max_enumeration=0, split_share=0.0)),
+                                                                 max_enumeration=0, split_share=0.0, relu_split=False)),
 }
 
 

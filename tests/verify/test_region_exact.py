@@ -77,7 +77,7 @@ def test_bounds_and_splitting_agree_with_enumeration(net: str, index: int, pixel
     x, _ = digits()
     manip = Manipulation(step=step, steps=steps, budget_norm=budget and budget[0], budget=budget and budget[1])
     config = RegionConfig(timeout_per_region=60, exact=ExactConfig(attack=False, max_enumeration=0, smt=False,
-                                                                   split_share=1.0, leaf_size=4))
+                                                                   split_share=1.0, leaf_size=4, relu_split=False))
     check_against_brute_force(network, ort, x[index], pixels, manip, config)
 
 
@@ -112,7 +112,7 @@ def test_z3_route_agrees_with_enumeration(tmp_path_factory, seed: int, x0: list[
     net, ort = tiny_mlp(seed, str(tmp_path_factory.getbasetemp()))
     manip = Manipulation(step=step, steps=2, budget_norm=budget and budget[0], budget=budget and budget[1])
     config = RegionConfig(timeout_per_region=30, exact=ExactConfig(
-        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0))
+        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0, relu_split=False))
     check_against_brute_force(net, ort, np.array(x0, dtype=np.float32), pixels, manip, config)
 
 
@@ -168,7 +168,7 @@ def test_z3_members_onnxruntime_rejects_are_never_safe(tmp_path, monkeypatch: py
     x0 = np.array([0.2, 0.9, 0.4, 0.6], dtype=np.float32)
     manip = Manipulation(step=0.5, steps=2)
     config = RegionConfig(timeout_per_region=30, exact=ExactConfig(
-        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0, smt_retries=1))
+        bound_method="interval", attack=False, max_enumeration=0, split_share=0.0, smt_retries=1, relu_split=False))
     ctx = make_context(net, x0, ort=ort)
     xs, logits = brute_force(net, ctx.x0, [0, 1, 2, 3], manip)
     if (logits.argmax(axis=1) == ctx.label).all():

@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnaudit.errors import SpecError
 from nnaudit.verify.regions.spec import (ImageLayout, Manipulation, grid_regions, make_family, mask_regions,
@@ -96,3 +98,17 @@ def test_box_indices_keep_the_meshgrid_order_without_a_dimension_limit() -> None
     idx = box_indices(a, b)
     assert idx.shape == (12, 49) and len({tuple(r) for r in idx}) == 12 and idx[-1].tolist() == b.tolist()
     assert box_size(np.zeros(49), np.full(49, 4)) == 5 ** 49  # exact; an int64 product would wrap
+
+
+@given(x=st.floats(0, 1), step=st.sampled_from([0.05, 0.3, 0.7]), steps=st.integers(1, 40))
+@settings(max_examples=40, deadline=None)
+def test_steps_past_the_clip_range_change_nothing(x: float, step: float, steps: int) -> None:
+    """``steps = 10**9`` within a clip range is the family of the fewest steps that cross it (and is
+    built without allocating 10**9 step counts)."""
+    x0 = np.array([x, 0.5])
+    big = make_family(x0, [0], Manipulation(step=step, steps=10**9))
+    small = make_family(x0, [0], Manipulation(step=step, steps=steps))
+    if steps * step >= 1 + step:
+        assert [v.tolist() for v in big.values] == [v.tolist() for v in small.values]
+        assert [k.tolist() for k in big.ks] == [k.tolist() for k in small.ks]
+    assert set(small.values[0].tolist()) <= set(big.values[0].tolist())

@@ -36,13 +36,14 @@ import torch
 from nnaudit.networks.lower import Lowered
 from nnaudit.verify.bab.branching import Brancher
 from nnaudit.verify.bab.closing import close_refuted, unstable_counts, worst_rows
-from nnaudit.verify.bab.config import BabConfig, relu_splitting
+from nnaudit.verify.bab.config import BabConfig, relu_splitting, root_alpha_steps
 from nnaudit.verify.bab.leaves import LeafResult, LeafTask, LeafWorkers, decide_leaf, search_near
 from nnaudit.verify.bab.outcome import BabOutcome
 from nnaudit.verify.bab.queue import Chunk, SubdomainQueue
 from nnaudit.verify.bab.refalsify import Refalsifier
 from nnaudit.verify.bounds import Intermediate, LayerBounds, SpecBound, compute_bounds, spec_lower
 from nnaudit.verify.falsify import confirm
+from nnaudit.verify.limits import Limits, OutOfMemoryBudget, OutOfTime
 from nnaudit.verify.phases import applies as phases_apply
 from nnaudit.verify.phases import closes_by_phases
 from nnaudit.verify.results import Verdict
@@ -87,6 +88,7 @@ class Search:
         # raised when a Z3 probe runs out of time
         self.z3_depth = config.z3_max_depth_relu if self.relu_mode else config.z3_max_depth
         self.batch_s = 0.0  # seconds the last batch's bounds took (not counting the root's, bounded once)
+        self.limits = Limits(deadline, config.max_memory)
 
     def member(self, part: Chunk, index: int, members: int, ort: Any, progress: Any) -> Search:
         """This search, as member ``index`` of ``members`` processes that share its sub-domains
@@ -94,10 +96,12 @@ class Search:
         session ``ort`` and ``progress`` callback, and a fresh outcome.  The members split the
         memory caps; member 0 alone runs the falsification rounds (the same share of its time,
         not of every core's), and each has its own seed."""
+        budget = None if self.cfg.max_memory is None else self.cfg.max_memory // members
         cfg = replace(self.cfg, seed=self.cfg.seed + index, warm_bytes=self.cfg.warm_bytes // members,
-                      refalsify_share=self.cfg.refalsify_share if index == 0 else 0.0)
+                      refalsify_share=self.cfg.refalsify_share if index == 0 else 0.0, max_memory=budget)
         out = copy.copy(self)
         out.cfg, out.ort, out.progress = cfg, ort, progress
+        out.limits = Limits(self.deadline, budget)
         out.out = BabOutcome(Verdict.UNKNOWN)
         out.queue = SubdomainQueue(max(1, self.queue.cap // members), self.queue.domain_bytes)
         out.queue.push(part)
@@ -107,8 +111,11 @@ class Search:
 
     @property
     def batch_size(self) -> int:
-        """Sub-domains bounded per batch."""
-        return self.cfg.batch_relu if self.relu_mode else self.cfg.batch
+        """Sub-domains bounded per batch (ReLU splitting: fewer where the memory budget needs it; a
+        sub-domain's alpha-beta pass holds some 8 tensors of its rows times every source's values)."""
+        if not self.relu_mode:
+            return self.cfg.batch
+        return self.limits.rows_fitting(64 * self.c.shape[0] * sum(self.low.source_sizes()), self.cfg.batch_relu)
 
     @property
     def in_flight(self) -> int:
@@ -134,41 +141,52 @@ class Search:
 
         ``share`` (a :class:`~nnaudit.verify.bab.sharing.Share`): this search is member
         ``member`` of a shared search; it gives sub-domains to idle members, and when its own
-        queue runs dry it waits for theirs.  HOLDS then means that every member's ran dry."""
+        queue runs dry it waits for theirs.  HOLDS then means that every member's ran dry.
+        A bound computation stopped by the deadline or the memory budget ends it as a timeout or
+        as unknown ("memory budget")."""
         try:
-            while True:
-                if not self.queue and not self.in_flight:
-                    if share is None:
-                        break
-                    waited = share.wait(self, member)
-                    if waited is Waited.DONE:
-                        break
-                    if waited is Waited.TIMEOUT:
-                        return self._finish(Verdict.TIMEOUT, "deadline reached")
-                    continue
-                # a batch whose bounds cannot end by the deadline is not started (a wide
-                # network's batch takes up to a second, and its answer would come after it)
-                if time.monotonic() + self.batch_s > self.deadline:
-                    return self._finish(Verdict.TIMEOUT, "deadline reached")
-                if self._collect() or self._refalsify():
-                    return self.out
-                if not self.queue:
-                    time.sleep(0.01)
-                    continue
-                if self._step(self.queue.pop(self.batch_size)):
-                    return self.out
-                if (until_pending and self.queue.pending >= until_pending and not self.in_flight
-                        and time.monotonic() - self.started >= until_after):
-                    return None
-                if share is not None:
-                    share.offer(self, member)
-            if self.unknown_leaves:
-                return self._finish(Verdict.UNKNOWN, f"{self.unknown_leaves} sub-domain(s) left undecided by Z3")
-            return self._finish(Verdict.HOLDS, "")
+            return self._loop(share, member, until_pending, until_after)
+        except OutOfTime:
+            return self._finish(Verdict.TIMEOUT, "deadline reached")
+        except (OutOfMemoryBudget, MemoryError) as exc:
+            return self._finish(Verdict.UNKNOWN, f"memory budget: {exc}")
         finally:
             if self.workers is not None:
                 self.workers.close()
                 self.workers = None
+
+    def _loop(self, share: Any, member: int, until_pending: int, until_after: float) -> BabOutcome | None:
+        """:meth:`loop`'s body."""
+        while True:
+            if not self.queue and not self.in_flight:
+                if share is None:
+                    break
+                waited = share.wait(self, member)
+                if waited is Waited.DONE:
+                    break
+                if waited is Waited.TIMEOUT:
+                    return self._finish(Verdict.TIMEOUT, "deadline reached")
+                continue
+            # a batch whose bounds cannot end by the deadline is not started (a wide
+            # network's batch takes up to a second, and its answer would come after it)
+            if time.monotonic() + self.batch_s > self.deadline:
+                return self._finish(Verdict.TIMEOUT, "deadline reached")
+            self.limits.check_rss()
+            if self._collect() or self._refalsify():
+                return self.out
+            if not self.queue:
+                time.sleep(0.01)
+                continue
+            if self._step(self.queue.pop(self.batch_size)):
+                return self.out
+            if (until_pending and self.queue.pending >= until_pending and not self.in_flight
+                    and time.monotonic() - self.started >= until_after):
+                return None
+            if share is not None:
+                share.offer(self, member)
+        if self.unknown_leaves:
+            return self._finish(Verdict.UNKNOWN, f"{self.unknown_leaves} sub-domain(s) left undecided by Z3")
+        return self._finish(Verdict.HOLDS, "")
 
     def _refalsify(self) -> bool:
         """A falsification round when its share of the time allows; True when it confirmed a
@@ -234,11 +252,12 @@ class Search:
                 if self.root is None:
                     self.root = compute_bounds(self.low, torch.as_tensor(self.box.lower[None]),
                                                torch.as_tensor(self.box.upper[None]),
-                                               alpha_steps=self.cfg.root_alpha_steps)
+                                               alpha_steps=root_alpha_steps(self.low, self.cfg), limits=self.limits)
                 b = compute_bounds(self.low, x_lo, x_hi, splits=splits, parent=self.root,
-                                   intermediate=Intermediate.NONE)
+                                   intermediate=Intermediate.NONE, limits=self.limits)
             else:
-                b = compute_bounds(self.low, x_lo, x_hi, splits=splits, intermediate=self.cfg.intermediate)
+                b = compute_bounds(self.low, x_lo, x_hi, splits=splits, intermediate=self.cfg.intermediate,
+                                   limits=self.limits)
             steps = self.cfg.relu_alpha_steps if self.relu_mode else self.cfg.alpha_steps
             if self.deadline - time.monotonic() < 2.0:
                 steps = 0  # an optimised batch can take a second on wide layers: keep the deadline
@@ -257,9 +276,11 @@ class Search:
         """The property rows' lower bounds over the batch: with ReLU splitting, only the rows of
         each sub-domain's open disjuncts (:mod:`~nnaudit.verify.rowpack`; the others are refuted
         already, and come back +inf)."""
+        self.limits.check_time()
         if self.relu_mode:
-            return spec_lower_open(self.low, b, self.c, self.d, chunk.open[:, self.owner.numpy()], **kw)
-        return spec_lower(self.low, b, self.c, self.d, **kw)
+            return spec_lower_open(self.low, b, self.c, self.d, chunk.open[:, self.owner.numpy()],
+                                   limits=self.limits, **kw)
+        return spec_lower(self.low, b, self.c, self.d, limits=self.limits, **kw)
 
     def _probe(self, chunk: Chunk, idx: np.ndarray, a_in: np.ndarray, rows: np.ndarray) -> bool:
         """Check centres and bound-minimising vertices; True when a counterexample is confirmed."""

@@ -93,6 +93,10 @@ class Share:
                 return Waited.TIMEOUT
 
 
+#: seconds past the deadline the members have to send their outcomes (they stop at it) before being killed
+MEMBER_SLACK_S = 0.3
+
+
 def applies(config: BabConfig) -> bool:
     """A shared search: ``config.share``, at least two workers, and not already inside a worker
     process."""
@@ -163,7 +167,7 @@ def _collect(conns: list[Any], deadline: float) -> list[BabOutcome]:
 
     outcomes, waiting = [], list(conns)
     while waiting:
-        ready = wait(waiting, timeout=max(0.0, deadline + 1.0 - time.monotonic()))
+        ready = wait(waiting, timeout=max(0.0, deadline + MEMBER_SLACK_S - time.monotonic()))
         if not ready:
             outcomes.append(BabOutcome(Verdict.TIMEOUT, message="deadline reached"))
             return outcomes

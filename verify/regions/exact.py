@@ -18,6 +18,9 @@ For one image and region (a :class:`~nnaudit.verify.regions.spec.Family`):
    region's cone, split on the value that loosens the bound most, leaves of
    at most ``leaf_size`` grid points enumerated), complete for the family,
    for ``split_share`` of the time.  ``stats["decided_by"]`` names the step.
+   Before it, **relu split**: the complete verifier's ReLU-splitting search over
+   the family's hull (:mod:`nnaudit.verify.regions.relu_bab`) for ``relu_share``
+   of the time; proving the hull proves the family.
 4. **smt**: only when the time left covers encoding the network
    (:data:`SMT_TERM_S` per weight); one Z3 query over the discrete family (each value ``x_i`` is
    one of its clipped grid values ``clip(x0_i + k_i * step)``, a disjunction
@@ -68,6 +71,8 @@ class ExactConfig:
     attack_samples: int = 256        # random members evaluated by the attack
     attack_share: float = 0.2        # share of the remaining time for the lattice attack (PGD, coordinate search)
     max_enumeration: int = 200_000   # enumerate the family when it has at most this many members
+    relu_split: bool = True          # ReLU-splitting branch and bound over the hull (relu_bab) before the discrete one
+    relu_share: float = 0.85         # share of the remaining time for it (it ends early when the hull has a counterexample)
     split_share: float = 0.9         # share of the remaining time for the discrete branch and bound before Z3
     split_batch: int = 64            # sub-families bounded at once
     leaf_size: int = 16              # sub-families this small are enumerated instead of split
@@ -102,7 +107,10 @@ def check_exact(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: 
     routes = [_bounds]
     if config.attack:
         routes.append(_attack)
-    routes += [_enumerate, _split]
+    routes.append(_enumerate)
+    if config.relu_split:
+        routes.append(_relu_split)
+    routes.append(_split)
     if config.smt:
         routes.append(_smt)
     for route in routes:
@@ -196,6 +204,22 @@ def _enumerate(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: f
                        f"enumeration: {unconfirmed} member(s) change the class on the float64 IR but not in "
                        "onnxruntime (a near-tie); neither safe nor a confirmed counterexample")
     return Outcome(RegionVerdict.SAFE, "enumeration", f"all {seen} members enumerated")
+
+
+def _relu_split(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:
+    """ReLU-splitting branch and bound over the family's hull (:mod:`nnaudit.verify.regions.relu_bab`)
+    for ``relu_share`` of the remaining time: SAFE when it proves the hull."""
+    from nnaudit.verify.regions.relu_bab import relu_bab
+
+    res = relu_bab(ctx, fam, time.perf_counter() + config.relu_share * (deadline - time.perf_counter()))
+    stats["relu_subdomains"] = res.subdomains
+    if res.safe:
+        stats["decided_by"] = "relu split"
+        return Outcome(RegionVerdict.SAFE, "bounds", res.message)
+    if res.counterexample is not None:
+        stats["decided_by"] = "relu split (counterexample)"
+        return Outcome(RegionVerdict.UNSAFE, "attack", res.message, res.counterexample)
+    return Outcome(None, "bounds", res.message)
 
 
 def _split(ctx: RegionContext, fam: Family, config: ExactConfig, deadline: float, stats: dict) -> Outcome:

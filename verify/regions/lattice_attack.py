@@ -6,8 +6,10 @@ its grid values ``clip(x0 + k * step)`` (:class:`~nnaudit.verify.regions.spec.Fa
 so a continuous adversarial example is not yet a counterexample:
 
 1. **PGD** (Madry et al., 2018) on the margin ``logit_c - max_j logit_j``
-   over the family's continuous hull, from the image and random starts at
-   once (float32 torch, :meth:`Network.to_torch`); after every step each
+   (and, for some starts, ``logit_c - logit_t`` for the classes ``t`` closest
+   to ``c`` at the image: a targeted margin leads where the maximum's
+   gradient keeps switching) over the family's continuous hull, from the
+   image and random starts at once (float32 torch, :meth:`Network.to_torch`); after every step each
    start is snapped to the nearest grid values (and, with a budget, the
    least useful changes are undone until it fits);
 2. **coordinate search** over step counts from the best snapped points:
@@ -34,8 +36,9 @@ from nnaudit.verify.regions.spec import Family
 class LatticeConfig:
     """Settings of the lattice-aware falsifier."""
 
-    starts: int = 8             # PGD starts at once: the image, then uniform random points of the hull
-    pgd_steps: int = 20         # sign-gradient steps per start
+    starts: int = 16            # PGD starts at once: the image, then uniform random points of the hull
+    targets: int = 3            # starts cycle through the untargeted margin and these top classes (0: untargeted only)
+    pgd_steps: int = 30         # sign-gradient steps per start
     pgd_rate: float = 0.2       # PGD step, as a share of each value's range in the family
     refine: int = 3             # best snapped points refined by the coordinate search
     rounds: int = 64            # coordinate-search rounds per point (one value changed per round)
@@ -69,12 +72,26 @@ class _Scorer:
         self.tried += len(xs)
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def _margin(self, x: object) -> object:
+    def _margin(self, x: object, targets: object = None) -> object:
+        """``logit_c - max_j logit_j``; with ``targets`` ``(B,)`` (class indices, -1: all others),
+        row i's margin is against class ``targets[i]`` alone (never below the untargeted one)."""
         import torch
 
         y = self.model(x.reshape((len(x),) + self.ctx.input_shape)).reshape(len(x), -1)
         others = torch.cat([y[:, :self.ctx.label], y[:, self.ctx.label + 1:]], dim=1)
-        return y[:, self.ctx.label] - others.max(dim=1).values
+        worst = others.max(dim=1).values
+        if targets is not None:
+            picked = y.gather(1, targets.clamp(min=0)[:, None])[:, 0]
+            worst = torch.where(targets >= 0, picked, worst)
+        return y[:, self.ctx.label] - worst
+
+    def targets(self, starts: int, count: int) -> np.ndarray:
+        """Each start's target ``(starts,)``: -1 (untargeted), then the ``count`` classes
+        scoring highest at the image after ``label``, in turn."""
+        y = self.ctx.lowered.evaluate(self.ctx.x0[None])[0]
+        order = [int(j) for j in np.argsort(-y) if j != self.ctx.label][:count]
+        cycle = np.array([-1] + order, dtype=np.int64)
+        return cycle[np.arange(starts) % len(cycle)]
 
 
 def lattice_attack(ctx: RegionContext, fam: Family, config: LatticeConfig, deadline: float,
@@ -139,13 +156,14 @@ def _pgd(scorer: _Scorer, fam: Family, grid: _Grid, config: LatticeConfig, deadl
     rate = config.pgd_rate * (hi - lo)
     base = torch.as_tensor(np.broadcast_to(fam.x0, (config.starts, fam.x0.size)).copy(), dtype=torch.float32)
     pix = torch.as_tensor(fam.pixels)
+    targets = torch.as_tensor(scorer.targets(config.starts, config.targets))
     found = [grid.snap(z, np.zeros_like(z), fam.budget)]
     for _ in range(config.pgd_steps):
         if time.perf_counter() >= deadline:
             break
         zt = torch.as_tensor(z, dtype=torch.float32).requires_grad_(True)
         x = base.index_copy(1, pix, zt)
-        m = scorer._margin(x)
+        m = scorer._margin(x, targets)
         grad, = torch.autograd.grad(m.sum(), zt)
         g = grad.numpy().astype(np.float64)
         scorer.tried += len(z)

@@ -215,6 +215,23 @@ def box_indices(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + mixed_radix(np.arange(box_size(a, b), dtype=np.int64), np.asarray(b, dtype=np.int64) - a + 1)
 
 
+#: most steps each way without a clip range (each value of a region gets 2 * steps + 1 grid values)
+MAX_UNCLIPPED_STEPS = 100_000
+
+
+def _reach(manip: Manipulation) -> int:
+    """The step counts that matter: with a clip range, no more than it takes to cross it (every
+    further step clips to a value a smaller one already reached), so ``steps = 10**9`` costs what
+    ``ceil((high - low) / step) + 1`` does; without one, ``steps`` (refused past :data:`MAX_UNCLIPPED_STEPS`)."""
+    if manip.clip is None:
+        if manip.steps > MAX_UNCLIPPED_STEPS:
+            raise SpecError(f"manipulation: steps {manip.steps} without a clip range gives each value more than "
+                            f"{2 * MAX_UNCLIPPED_STEPS + 1} grid values; set a clip range or fewer steps")
+        return int(manip.steps)
+    lo, hi = manip.clip
+    return int(min(manip.steps, math.ceil((hi - lo) / manip.step) + 1))
+
+
 def make_family(x0: np.ndarray, pixels: Sequence[int], manip: Manipulation) -> Family:
     """The family of ``x0`` (any shape, flattened) over ``pixels``."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
@@ -228,7 +245,7 @@ def make_family(x0: np.ndarray, pixels: Sequence[int], manip: Manipulation) -> F
             raise SpecError(f"regions: input value {x0[pix[bad[0]]]!r} at index {int(pix[bad[0]])} lies outside "
                             f"the clip range [{lo}, {hi}]; set the clip range to the data's valid range")
     values, ks, costs = [], [], []
-    k_all = np.arange(-manip.steps, manip.steps + 1)
+    k_all = np.arange(-_reach(manip), _reach(manip) + 1)
     order = np.argsort(np.abs(k_all), kind="stable")  # smallest |k| first, then -k before +k
     for i in pix:
         raw = x0[i] + k_all * manip.step
