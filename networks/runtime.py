@@ -76,10 +76,18 @@ def _session(ort: Any, model: str | bytes, opts: Any) -> Any:
 
 def reference(network: Any, *, threads: int = 1) -> OnnxRuntimeModel:
     """onnxruntime on what ``network`` (a :class:`~nnaudit.networks.ir.Network`) computes: its ONNX
-    file, or for a normalised network that file with the normalisation prepended (``reference_onnx``)."""
+    file, or for a normalised network that file with the normalisation prepended (``reference_onnx``).
+    One session per network object and thread count (kept with its torch form), so the checks of one
+    run that share a model open it once."""
     from nnaudit.errors import ModelLoadError
 
     model = getattr(network, "reference_onnx", None) or network.source
     if model is None:
         raise ModelLoadError("the network has no ONNX file for onnxruntime to confirm results on")
-    return OnnxRuntimeModel(model, threads=threads)
+    cache = getattr(network, "_torch_cache", None)
+    key = f"onnx-reference-{threads}"
+    if cache is None:
+        return OnnxRuntimeModel(model, threads=threads)
+    if key not in cache:
+        cache[key] = OnnxRuntimeModel(model, threads=threads)
+    return cache[key]

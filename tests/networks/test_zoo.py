@@ -111,3 +111,16 @@ def test_malformed_index_is_a_model_load_error(tmp_path, monkeypatch) -> None:
             zoo.names()
     finally:
         zoo._index.cache_clear()
+
+
+def test_one_onnxruntime_session_per_network_object() -> None:
+    """Checks of one run that share a model open its onnxruntime session once (issue #25), and the
+    session still answers like a fresh one."""
+    from nnaudit.networks.runtime import OnnxRuntimeModel, reference
+
+    net = zoo.load("moons-ffn")
+    first = reference(net)
+    assert reference(net) is first and reference(net, threads=2) is not first
+    assert reference(zoo.load("moons-ffn")) is not first          # another network object, its own session
+    x = np.array([[0.1, 0.2], [1.0, -0.5]], dtype=np.float32)
+    np.testing.assert_array_equal(first.run(x), OnnxRuntimeModel(net.source).run(x))
