@@ -7,6 +7,7 @@ A checks file is ``nnaudit.toml`` (or the ``[tool.nnaudit]`` table of a
     [defaults]
     device = "cpu"
     timeout = 30          # seconds per verification / regions run
+    store = "results.db"  # optional: attack and regions checks run as campaigns, resumable from this store
 
     [[check]]
     name = "digits-ffn-pgd"
@@ -30,11 +31,11 @@ their converters is :mod:`nnaudit.checks.keys`.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnaudit.checks.keys import ALLOW_OUTSIDE, DEFAULTABLE, KEYS, REQUIRED, Bad, show
+from nnaudit.checks.keys import ALLOW_OUTSIDE, CAMPAIGN_KEYS, DEFAULTABLE, KEYS, REQUIRED, Bad, show
 from nnaudit.checks.kinds import KINDS, AttackCheck, Check, CheckBase, RegionsCheck, VerifyCheck
 from nnaudit.errors import ConfigError
 
@@ -50,6 +51,7 @@ class ChecksFile:
 
     path: Path
     checks: tuple[Check, ...]
+    campaign: dict[str, Any] = field(default_factory=dict)  # [defaults] store/scheduler/workers (CAMPAIGN_KEYS)
 
 
 # ------------------------------------------------------------------ loading
@@ -98,6 +100,7 @@ def load_checks(path: str | Path) -> ChecksFile:
 
 def _load(path: Path, table: dict[str, Any], problems: list[str]) -> ChecksFile:
     defaults = _defaults(table.get("defaults", {}), path, problems)
+    campaign = {k: defaults.pop(k) for k in CAMPAIGN_KEYS if k in defaults}
     raw_checks = table.get("check", [])
     for key in table:
         if key not in ("defaults", "check", "allow_outside_paths"):
@@ -118,7 +121,7 @@ def _load(path: Path, table: dict[str, Any], problems: list[str]) -> ChecksFile:
     if problems:
         raise ConfigError("\n".join(problems) if len(problems) == 1 else
                           f"{len(problems)} problems in the checks file:\n  " + "\n  ".join(problems))
-    return ChecksFile(path, tuple(checks))
+    return ChecksFile(path, tuple(checks), campaign)
 
 
 def _read_table(path: Path) -> dict[str, Any]:
@@ -145,11 +148,12 @@ def _defaults(raw: Any, path: Path, problems: list[str]) -> dict[str, Any]:
         return {}
     out = {}
     for key, value in raw.items():
-        if key not in DEFAULTABLE:
-            problems.append(f"{where}, key {key!r}: unknown key; expected one of {', '.join(DEFAULTABLE)}")
+        if key not in DEFAULTABLE and key not in CAMPAIGN_KEYS:
+            problems.append(f"{where}, key {key!r}: unknown key; expected one of "
+                            f"{', '.join(DEFAULTABLE + tuple(CAMPAIGN_KEYS))}")
             continue
         try:
-            out[key] = KEYS[key][2](value, path.parent)
+            out[key] = (CAMPAIGN_KEYS.get(key) or KEYS[key][2])(value, path.parent)
         except Bad as bad:
             problems.append(f"{where}, key {key!r}: {bad}")
     return out

@@ -7,8 +7,9 @@
   runs it (models loaded once per worker, sha256 checked) and its rows;
 - :mod:`.runner`: :func:`run_campaign`, the client's loop: skip stored keys,
   run the rest, commit each job's rows to the store (``nnaudit.reports.store``);
-- :mod:`.verify_suite` and :mod:`.regions`: the ``verify-suite`` and
-  ``regions --store`` campaigns.
+- :mod:`.verify_suite`, :mod:`.regions` and :mod:`.attack`: the ``verify-suite``,
+  ``regions --store`` and ``attack --store`` campaigns (``check`` with a store
+  runs its checks through the last two).
 
 See docs/scale.md for how this grows to many machines.  Names are resolved lazily.
 """

@@ -33,6 +33,7 @@ class JobKind(Enum):
 
     VERIFY = "verify"    # items: VNN-LIB instances (nnaudit.campaign.verify_suite)
     REGIONS = "regions"  # items: images (nnaudit.campaign.regions)
+    ATTACK = "attack"    # items: batches of samples (nnaudit.campaign.attack)
     NOOP = "noop"        # items: nothing to do (the executor's own overhead, for bench/campaign.py)
 
 
@@ -40,6 +41,7 @@ class JobKind(Enum):
 RUNNERS = {
     JobKind.VERIFY: "nnaudit.campaign.verify_suite:run_instance",
     JobKind.REGIONS: "nnaudit.campaign.regions:run_image",
+    JobKind.ATTACK: "nnaudit.campaign.attack:run_batch",
     JobKind.NOOP: "nnaudit.campaign.jobs:run_noop",
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ from nnaudit.checks.outcome import Judgement
 from nnaudit.checks.kinds import AttackCheck, Check, RegionsCheck, VerifyCheck
 from nnaudit.checks.progress import Progress
 from nnaudit.checks.warm import RunCache
-from nnaudit.runs.attack import AttackRun, run_attack
+from nnaudit.runs.attack import AttackRun, run_attack, run_attack_campaign
 from nnaudit.runs.record import Record
-from nnaudit.runs.regions import RegionsRun, check_range, run_regions
+from nnaudit.runs.regions import RegionsRun, check_range, run_regions, run_regions_campaign
 from nnaudit.runs.verify import VerifyRun, check_pixel_boxes, run_verify
 
 Runner = Callable[[], tuple[Judgement, dict[str, Any]]]
@@ -43,6 +43,8 @@ class RunSettings:
     baseline: Path | None = None  # --baseline: a previous check result JSON (None: each check's own, if any)
     use_baseline: bool = True     # False (--no-baseline): compare with no baseline at all
     progress: Progress = field(default_factory=Progress)  # how long checks show progress (default: not at all)
+    campaign: Any = None          # --store/--scheduler/--workers or [defaults] store: attack and regions checks
+                                  # run as campaigns (nnaudit.runs.regions.CampaignSetup; None: in this process)
 
 
 # ------------------------------------------------------------------ shared loading
@@ -93,8 +95,14 @@ def prepare_attack(check: AttackCheck, run: RunSettings, cache: RunCache) -> Run
         cells = len(names) * len(set(check.eps))
         ticker = run.progress.start(check.name, cells * len(x), "samples attacked")
         try:
-            _, doc = run_attack(net, x, y, config, Record(command=run.command or None),
-                                progress=None if ticker is None else _attack_progress(ticker, cells))
+            if run.campaign is None:
+                _, doc = run_attack(net, x, y, config, Record(command=run.command or None),
+                                    progress=None if ticker is None else _attack_progress(ticker, cells))
+            else:
+                if ticker is not None:
+                    ticker.total = len(x)
+                _, doc, _ = run_attack_campaign(net, x, y, config, Record(command=run.command or None), run.campaign,
+                                                progress=None if ticker is None else ticker.advance)
         finally:
             if ticker is not None:
                 ticker.close()
@@ -140,7 +148,13 @@ def prepare_regions(check: RegionsCheck, run: RunSettings, cache: RunCache) -> R
     def go() -> tuple[Judgement, dict[str, Any]]:
         ticker = run.progress.start(check.name, total, "regions", "unsafe")
         try:
-            _, doc = run_regions(net, x, y, config, record, progress=None if ticker is None else ticker.advance)
+            if run.campaign is None:
+                _, doc = run_regions(net, x, y, config, record, progress=None if ticker is None else ticker.advance)
+            else:
+                # the settings of `nnaudit regions --store` (they name the data: the store's images are keyed
+                # by index, so two checks on other data must not share a settings hash)
+                _, doc, _ = run_regions_campaign(net, x, y, plan, replace(record, data=str(check.data)),
+                                                 run.campaign, progress=None if ticker is None else ticker.advance)
         finally:
             if ticker is not None:
                 ticker.close()

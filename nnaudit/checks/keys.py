@@ -286,3 +286,17 @@ REQUIRED = {
     "verify": ("model", "property"),
 }
 DEFAULTABLE = tuple(k for k in KEYS if k not in ("model", "property"))
+
+
+def _store(v: Any, base: Path) -> Path:
+    """The campaign results store (SQLite), relative to the checks file's folder; it need not exist yet."""
+    return _inside(_string(v, base), base)
+
+
+#: [defaults] keys for the whole run, not per check: attack and regions checks run as campaigns
+#: (``nnaudit check --store/--scheduler/--workers`` override them); key -> converter
+CAMPAIGN_KEYS: dict[str, Callable[[Any, Path], Any]] = {
+    "store": _store,
+    "scheduler": _string,
+    "workers": _integer(1),
+}

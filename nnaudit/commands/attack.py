@@ -100,6 +100,14 @@ def _check_option_types(options: dict[str, dict[str, Any]]) -> None:
 @click.option("--examples", default=4, show_default=True, help="Adversarial examples per eps kept in the JSON gallery.")
 @click.option("--json", "json_path", type=OUTPUT_FILE, default=None, help="Write the result document here (updated after each attack).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --json, skipping finished attacks.")
+@click.option("--store", type=OUTPUT_FILE, default=None,
+              help="Run as a campaign, one job per --chunk samples, each batch's result kept in this SQLite store "
+                   "as it arrives; the same command again skips stored batches.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run the batches on this Dask scheduler (default: $NNAUDIT_SCHEDULER with --store).")
+@click.option("--workers", type=WORKERS, default=None,
+              help="Local worker processes of a campaign (--store; default: all cores).")
+@click.option("--chunk", type=COUNT, default=None, help="Samples per campaign job [default: 128].")
 @normalisation.options()
 def command(model: str, **options: Any) -> None:
     """Attack MODEL on DATA and report clean accuracy, robust accuracy per eps
@@ -119,10 +127,32 @@ def command(model: str, **options: Any) -> None:
         x, y = x[:opts.limit], y[:opts.limit]
     check_value_range(x, opts.low, opts.high, opts.data, normalisation.range_hint(net))  # names the data file
     record = Record(settings=opts.recorded(config), json_path=opts.json_path, resume=opts.resume)
-    ev, _ = run_attack(net, x, y, config, record, progress=_Progress())
+    if opts.campaign() is None:
+        ev, _ = run_attack(net, x, y, config, record, progress=_Progress())
+    else:
+        ev = _campaign(opts, net, x, y, config, record)
     _print(ev)
     if opts.json_path is not None:
         click.echo(f"wrote {opts.json_path}")
+
+
+def _campaign(opts: AttackOptions, net: Any, x: Any, y: Any, config: AttackRun, record: Any) -> Any:
+    """The run as a campaign (--store/--scheduler/--workers), with a progress bar over the samples."""
+    from nnaudit.campaign.attack import DEFAULT_CHUNK
+    from nnaudit.errors import Terminated
+    from nnaudit.runs.attack import run_attack_campaign
+
+    try:
+        with click.progressbar(length=len(y), label="batches", file=sys.stderr) as bar:
+            ev, _, stats = run_attack_campaign(net, x, y, config, record, opts.campaign(), chunk=opts.chunk,
+                                               progress=bar.update)
+    except KeyboardInterrupt as stop:
+        term = isinstance(stop, Terminated)
+        where = f"; results so far in {opts.store} (run the same command again to go on)" if opts.store else ""
+        click.echo(f"\n{'terminated (SIGTERM)' if term else 'interrupted'}{where}", err=True)
+        raise SystemExit(Terminated.exit_code if term else 130) from None
+    click.echo(f"campaign: {stats.line()} (batches of {opts.chunk or DEFAULT_CHUNK} samples)")
+    return ev
 
 
 @dataclass(frozen=True)
@@ -149,6 +179,19 @@ class AttackOptions:
     target_classes: int | None = None
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
+    store: str | None = None          # --store FILE: run as a campaign, results in this SQLite store
+    scheduler: str | None = None      # --scheduler tcp://HOST:PORT (a campaign on Dask)
+    workers: int | None = None        # --workers N: local processes of a campaign
+    chunk: int | None = None          # --chunk N: samples per campaign job
+
+    def campaign(self) -> Any:
+        """The :class:`~nnaudit.runs.regions.CampaignSetup` of --store/--scheduler/--workers (None: one process)."""
+        if self.store is None and self.scheduler is None and self.workers is None:
+            return None
+        from nnaudit.campaign.executor import ExecutorConfig
+        from nnaudit.runs.regions import CampaignSetup
+
+        return CampaignSetup(self.store or ":memory:", ExecutorConfig.from_options(self.scheduler, self.workers))
 
     def config(self) -> AttackRun:
         """The run's configuration, after checking the options (ConfigError, before any work)."""
@@ -157,6 +200,11 @@ class AttackOptions:
 
         if self.resume and self.json_path is None:
             raise ConfigError("--resume: needs --json PATH of the interrupted run")
+        if self.resume and self.campaign() is not None:
+            raise ConfigError("--resume: a campaign (--store/--scheduler/--workers) resumes from its store: "
+                              "run the same command again without --resume")
+        if self.chunk is not None and self.campaign() is None:
+            raise ConfigError("--chunk: only for a campaign (give --store, --scheduler or --workers)")
         if self.batch_size < 1 or (self.limit is not None and self.limit < 1) or self.examples < 0:
             raise ConfigError(f"expected --batch-size >= 1, --limit >= 1 and --examples >= 0, "
                               f"got {self.batch_size}, {self.limit}, {self.examples}")

@@ -10,7 +10,7 @@ runs only the others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,3 +88,34 @@ def run_attack(network: Any, x: np.ndarray, y: np.ndarray, config: AttackRun = A
                   cascade=cascade, targeted=config.targets())
     doc.update(ev.to_dict(examples=config.examples))
     return ev, finish(doc, record)
+
+
+def run_attack_campaign(network: Any, x: np.ndarray, y: np.ndarray, config: AttackRun, record: Record,
+                        campaign: Any, *, chunk: int | None = None,
+                        progress: Callable[[int], None] | None = None) -> tuple[Evaluation, dict[str, Any], Any]:
+    """:func:`run_attack` as a campaign: one job per ``chunk`` samples on the executor of ``campaign`` (a
+    :class:`~nnaudit.runs.regions.CampaignSetup`), each batch's result in its store as it arrives (batches
+    stored by an earlier run with the same settings are not attacked again), merged into one document.
+
+    The document means what :func:`run_attack`'s does (nnaudit.campaign.attack); random attacks draw with
+    a seed per batch, so their numbers may differ from a one-process run's.  ``progress(n)`` is called with
+    the samples of each batch done.  Returns the evaluation (cells without per-sample results), the document
+    and the campaign's counts (:class:`~nnaudit.campaign.runner.CampaignStats`).  CampaignError when a batch
+    raised."""
+    from nnaudit.campaign.attack import DEFAULT_CHUNK, AttackCampaign, merge, run_batches
+    from nnaudit.campaign.executor import Executor, ExecutorConfig
+    from nnaudit.errors import ConfigError
+    from nnaudit.reports.store import ResultStore
+
+    if chunk is not None and chunk < 1:
+        raise ConfigError(f"--chunk: expected a number of samples >= 1, got {chunk}")
+    if len(y) == 0:
+        raise ConfigError("attack: no samples to attack")
+    record = record.filled(settings=config.settings(len(y)), seeds={"attack": config.seed}, device=config.device)
+    doc, _ = open_document("attack", network, replace(record, resume=False), body={})
+    job = AttackCampaign(network, np.asarray(x), np.asarray(y), config, chunk or DEFAULT_CHUNK)
+    with ResultStore(campaign.store) as store, Executor(campaign.executor or ExecutorConfig()) as executor:
+        batches, stats = run_batches(job, executor, store, progress=progress)
+    ev, gallery = merge(job, batches)
+    doc.update({**ev.to_dict(examples=0), "examples": gallery})
+    return ev, finish(doc, record), stats
