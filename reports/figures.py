@@ -23,7 +23,7 @@ STYLE = {"svg.fonttype": "none", "svg.hashsalt": "nnaudit", "font.size": 9,
          "axes.spines.top": False, "axes.spines.right": False}
 
 
-def _figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Any, Any]:
+def new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Any, Any]:
     """A figure with ``ncols`` axes (array of shape (1, ncols)), drawn on the Agg
     canvas directly: no pyplot, so no global backend or figure state is touched."""
     import matplotlib
@@ -52,7 +52,7 @@ def robust_accuracy_curves(eps: Sequence[float], curves: dict[str, Sequence[floa
 
     ``curves`` maps an attack name (and ``"worst"``) to one value per eps
     (None where not run); the clean accuracy is the point at eps = 0."""
-    fig, axes = _figure((5.2, 3.2))
+    fig, axes = new_figure((5.2, 3.2))
     ax = axes[0, 0]
     xs0 = [0.0] if clean is not None else []
     for name, values in curves.items():
@@ -74,7 +74,7 @@ def robust_accuracy_curves(eps: Sequence[float], curves: dict[str, Sequence[floa
 def training_curves(epochs: Sequence[dict[str, Any]]) -> str:
     """DANN training: accuracies (left) and losses / lambda (right) per epoch,
     with the source-only baseline dashed where it was trained."""
-    fig, axes = _figure((9, 3.2), ncols=2)
+    fig, axes = new_figure((9, 3.2), ncols=2)
     acc, loss = axes[0]
     xs = [e["epoch"] for e in epochs]
 
@@ -110,7 +110,7 @@ def feature_pca(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
     """Source and target features on their first two principal axes, before
     (source-only model) and after (DANN) adaptation."""
     panels = [(t, p) for t, p in (("before: source-only features", before), ("after: DANN features", after)) if p]
-    fig, axes = _figure((4.3 * len(panels), 3.4), ncols=len(panels))
+    fig, axes = new_figure((4.3 * len(panels), 3.4), ncols=len(panels))
     for ax, (title, pca) in zip(axes[0], panels):
         for key, colour in (("source", SOURCE_COLOUR), ("target", TARGET_COLOUR)):
             pts = np.asarray(pca[key], dtype=np.float64).reshape(-1, 2)
@@ -118,23 +118,5 @@ def feature_pca(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(fontsize=7, frameon=False, markerscale=2)
-    return to_uri(fig, "png")
-
-
-def decision_boundary(boundary: dict[str, Any]) -> str:
-    """Predicted class over the 2-D input grid for source-only and DANN, with
-    the source (labelled, coloured by class) and target (grey) points."""
-    models = [(name, boundary.get(name)) for name in ("source_only", "dann") if boundary.get(name)]
-    fig, axes = _figure((4.3 * len(models), 3.6), ncols=len(models))
-    gx, gy = np.asarray(boundary["grid_x"]), np.asarray(boundary["grid_y"])
-    src = np.asarray(boundary.get("source", {}).get("x") or np.zeros((0, 2))).reshape(-1, 2)
-    src_y = np.asarray(boundary.get("source", {}).get("y") or np.zeros(len(src)))
-    tgt = np.asarray(boundary.get("target", {}).get("x") or np.zeros((0, 2))).reshape(-1, 2)
-    for ax, (name, classes) in zip(axes[0], models):
-        ax.pcolormesh(gx, gy, np.asarray(classes), cmap="coolwarm", alpha=0.35, shading="nearest")
-        ax.scatter(tgt[:, 0], tgt[:, 1], s=5, color="#555555", alpha=0.5, label="target", linewidths=0)
-        ax.scatter(src[:, 0], src[:, 1], s=6, c=src_y, cmap="coolwarm", label="source", linewidths=0)
-        ax.set_title("source-only" if name == "source_only" else "DANN", fontsize=9)
         ax.legend(fontsize=7, frameon=False, markerscale=2)
     return to_uri(fig, "png")

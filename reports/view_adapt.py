@@ -64,7 +64,7 @@ def decision_boundary(boundary: dict[str, Any]) -> str:
     points coloured by class, target points as green triangles where that model is
     right and black crosses where it is wrong (grey without target labels)."""
     models = [(name, boundary.get(name)) for name in ("source_only", "dann") if boundary.get(name)]
-    fig, axes = figures._figure((4.3 * len(models), 3.6), ncols=len(models))
+    fig, axes = figures.new_figure((4.3 * len(models), 3.6), ncols=len(models))
     gx, gy = np.asarray(boundary["grid_x"]), np.asarray(boundary["grid_y"])
     src = np.asarray(boundary.get("source", {}).get("x") or np.zeros((0, 2))).reshape(-1, 2)
     src_y = np.asarray(boundary.get("source", {}).get("y") or np.zeros(len(src)))

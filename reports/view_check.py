@@ -89,9 +89,9 @@ def trend_plot(checks: list[dict[str, Any]]) -> str | None:
             series[f"{c['name']} {key}"] = (labels, [(h.get("robust") or {}).get(key) for h in history])
     if not series:
         return None
-    from nnaudit.reports.figures import _figure, to_uri
+    from nnaudit.reports.figures import new_figure, to_uri
 
-    fig, axes = _figure((5.6, 3.0))
+    fig, axes = new_figure((5.6, 3.0))
     ax = axes[0, 0]
     for name, (labels, values) in series.items():
         pts = [(i, v) for i, v in enumerate(values) if v is not None]

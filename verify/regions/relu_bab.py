@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnaudit.verify.regions.check import RegionContext
 from nnaudit.verify.regions.result import RegionCounterexample
 from nnaudit.verify.regions.spec import Family
+
+if TYPE_CHECKING:
+    from nnaudit.verify.bab.config import BabConfig
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class _ConeNetwork:
         return Placed()
 
 
-def relu_bab(ctx: RegionContext, fam: Family, stop: float, *, config: Any = None) -> ReluBabResult:
+def relu_bab(ctx: RegionContext, fam: Family, stop: float, *, config: BabConfig | None = None) -> ReluBabResult:
     """Decide ``fam``'s hull by the ReLU-splitting search until ``stop`` (a ``time.perf_counter``
     time).  ``config``: a :class:`~nnaudit.verify.bab.config.BabConfig` (default: in-process, no
     falsification rounds: the lattice attack ran before)."""
