@@ -7,6 +7,10 @@ Pipeline (each step a module of ``nnaudit.verify``)::
       -> branch and bound over sub-domains             bab/
            -> Z3 on small residual sub-domains          encode.py, smt.py
 
+With ``VerifyConfig.route`` ``Route.AUTO`` (the CLI's), a small fully connected ReLU
+network first goes to the dense route (NumPy only: torch is not imported), for a slice
+of the time; what it leaves undecided takes the pipeline above     dense_bab.py
+
 Verdicts: HOLDS only when every (box, region) case is proved; VIOLATED only
 with a counterexample whose onnxruntime output on the original file is in the
 unsafe region; otherwise UNKNOWN or TIMEOUT.  Every case shares one deadline.
@@ -25,6 +29,7 @@ import numpy as np
 
 from nnaudit.errors import ConfigError
 from nnaudit.verify.bab import BabConfig, run_bab
+from nnaudit.verify.dense_bab import DenseConfig, Route
 from nnaudit.verify.falsify import FalsifyConfig, falsify
 from nnaudit.verify.limits import OutOfMemoryBudget, OutOfTime, default_max_memory
 from nnaudit.verify.results import Counterexample, Verdict, VerifyResult
@@ -42,6 +47,8 @@ class VerifyConfig:
     torch_threads: int = 1                                          # intra-op threads of torch (1 is fastest for these small batched ops)
     falsify: FalsifyConfig = field(default_factory=FalsifyConfig)   # phase 1
     bab: BabConfig = field(default_factory=BabConfig)               # phases 2-4
+    route: Route = Route.TORCH                                      # the torch route, or the dense route first/only
+    dense: DenseConfig = field(default_factory=DenseConfig)         # the dense route (verify/dense_bab.py)
 
 
 def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyConfig(),
@@ -51,31 +58,38 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
     ``network``: a :class:`~nnaudit.networks.ir.Network` loaded from a file or
     a path to an ONNX file; ``prop``: a :class:`~nnaudit.verify.spec.Property`
     or a path to a .vnnlib file.  ``progress(done, left)`` is called after each
-    batch of sub-domains.  Returns a :class:`VerifyResult`.
+    batch of sub-domains.  Returns a :class:`VerifyResult`.  With ``config.route``
+    :attr:`~Route.AUTO` a small ReLU network is first given to the dense route
+    (NumPy, no torch import) for a slice of the time; its holds or violated is
+    final, anything else goes to the torch route with the time left.
     """
-    from nnaudit.networks import load
-    from nnaudit.networks.runtime import OnnxRuntimeModel
-    from nnaudit.networks.lower import lower
-    from nnaudit.verify.vnnlib import parse
-
+    net, spec, prop_name = _inputs(network, prop)
+    if config.route is Route.TORCH:
+        import torch  # noqa: F401  (before the clock starts, as it always was on this route)
+    start = time.monotonic()
+    first = None
+    if config.route is not Route.TORCH:
+        first = _dense_first(net, spec, prop_name, config, progress, start)
+        if first.verdict in (Verdict.HOLDS, Verdict.VIOLATED) or config.route is Route.DENSE:
+            return first
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, config.torch_threads))
     try:
-        return _verify(network, prop, config, progress)
+        res = _verify(net, spec, prop_name, config, progress, start)
     finally:
         torch.set_num_threads(threads)
+    if first is None:
+        return res
+    return replace(res, phases={**first.phases, **res.phases}, subdomains=first.subdomains + res.subdomains)
 
 
-def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> VerifyResult:
+def _inputs(network: Any, prop: Any) -> tuple[Any, Property, str]:
+    """The network (loaded when a path), the property (parsed when a path) and its name, checked to fit."""
     from nnaudit.networks import load
-    from nnaudit.networks.runtime import reference
-    from nnaudit.networks.lower import lower
     from nnaudit.verify.vnnlib import parse
 
-    start = time.monotonic()
-    deadline = start + config.timeout_s
     net = load(network) if isinstance(network, (str, os.PathLike)) else network
     spec = parse(prop) if isinstance(prop, (str, os.PathLike)) else prop
     if not isinstance(spec, Property):
@@ -83,10 +97,43 @@ def _verify(network: Any, prop: Any, config: VerifyConfig, progress: Any) -> Ver
     if net.source is None:
         raise ConfigError("the network has no source ONNX file; counterexamples must be confirmed by onnxruntime on it")
     spec.check_network(net.input_size, net.output_size, where=str(prop) if not isinstance(prop, Property) else spec.name)
+    return net, spec, Path(prop).name if isinstance(prop, (str, os.PathLike)) else spec.name
+
+
+def _dense_first(net: Any, spec: Property, prop_name: str, config: VerifyConfig, progress: Any,
+                 start: float) -> VerifyResult:
+    """The dense route's result (:mod:`nnaudit.verify.dense_bab`), within ``config.dense``'s slice of
+    the timeout (all of it with :attr:`Route.DENSE`); unknown where the route does not apply."""
+    from nnaudit.networks.runtime import reference
+    from nnaudit.verify.dense_bab import applies, decide_dense
+
+    dense = replace(config.dense, seed=config.falsify.seed)
+    if config.max_memory is not None:  # a queued box: its corners and bounds (float64), open flags, depth
+        per_box = 8 * (2 * net.input_size + sum(len(d) for _, r in spec.cases for _, d in r.disjuncts)) + 64
+        dense = replace(dense, max_domains=max(1, min(dense.max_domains, config.max_memory // (4 * per_box))))
+    budget = config.timeout_s if config.route is Route.DENSE else min(dense.max_s, dense.share * config.timeout_s)
+    ort = reference(net)
+    chain = applies(net, spec, ort, dense, config.max_memory)
+    if chain is None:
+        out_phases: dict[str, float] = {"dense": time.monotonic() - start}
+        return VerifyResult(Path(net.source).name, prop_name, Verdict.UNKNOWN, time.monotonic() - start, out_phases,
+                            message="dense route: does not apply (not a small ReLU chain that onnxruntime confirms)")
+    out = decide_dense(chain, spec, ort, tuple(net.input_shape), dense, start + budget, progress)
+    return VerifyResult(Path(net.source).name, prop_name, out.status, time.monotonic() - start,
+                        {"dense_falsify": out.falsify_s, "dense_search": out.search_s}, out.subdomains,
+                        counterexample=out.counterexample, message=out.message)
+
+
+def _verify(net: Any, spec: Property, prop_name: str, config: VerifyConfig, progress: Any,
+            start: float) -> VerifyResult:
+    """The torch route: falsification, then branch and bound on each case, by ``start + config.timeout_s``."""
+    from nnaudit.networks.lower import lower
+    from nnaudit.networks.runtime import reference
+
+    deadline = start + config.timeout_s
     ort = reference(net)
     phases = {"falsify": 0.0, "bab": 0.0}
     stats = {"subdomains": 0, "z3_calls": 0, "z3_time_s": 0.0, "phase_closed": 0}
-    prop_name = Path(prop).name if isinstance(prop, (str, os.PathLike)) else spec.name
 
     def result(verdict: Verdict, cex: Any = None, message: str = "") -> VerifyResult:
         return VerifyResult(Path(net.source).name, prop_name, verdict, time.monotonic() - start, dict(phases),

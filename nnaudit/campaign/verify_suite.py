@@ -103,12 +103,13 @@ def run_instance(network: Any, item: Item, job: Job) -> dict[str, Any]:
     from dataclasses import replace
 
     from nnaudit.runs.verify import run_verify
+    from nnaudit.verify.dense_bab import Route
     from nnaudit.verify.engine import VerifyConfig
 
     vnnlib, csv_timeout = item.spec
     params: SuiteParams = job.params
     timeout = params.timeout if params.timeout is not None else csv_timeout
-    cfg = VerifyConfig(timeout_s=timeout)
+    cfg = VerifyConfig(timeout_s=timeout, route=Route.AUTO)  # small ReLU networks: the dense route first
     cfg = replace(cfg, falsify=replace(cfg.falsify, seed=params.seed), bab=replace(cfg.bab, workers=1))
     start = time.perf_counter()
     (res,), _ = run_verify(network, [vnnlib], cfg)

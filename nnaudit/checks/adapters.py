@@ -13,7 +13,8 @@ document against the check's requirement.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from nnaudit.checks.outcome import Judgement
 from nnaudit.checks.kinds import AttackCheck, Check, RegionsCheck, VerifyCheck
 from nnaudit.checks.progress import Progress
 from nnaudit.checks.warm import RunCache
+from nnaudit.errors import ConfigError, NnauditError
 from nnaudit.runs.attack import AttackRun, run_attack, run_attack_campaign
 from nnaudit.runs.record import Record
 from nnaudit.runs.regions import RegionsRun, check_range, run_regions, run_regions_campaign
@@ -140,8 +142,10 @@ def prepare_regions(check: RegionsCheck, run: RunSettings, cache: RunCache) -> R
                         seed=check.seed)
     ImageLayout.from_input_shape(net.input_shape)  # not an image: fails here
     method_list(check.method)
-    plan = config.plan(net, len(x))
-    check_range(net, x, plan)  # data outside the clip range: fails here
+    with naming_key(check, "patch" if check.patch is not None else "grid"):
+        plan = config.plan(net, len(x))          # a grid or patch that does not fit the image: fails here
+    with naming_key(check, "data"):
+        check_range(net, x, plan)  # data outside the clip range: fails here
     record = Record(device=run.device or check.device, command=run.command or None)
     total = len(x) * len(plan.regions) * len(method_list(check.method))
 
@@ -170,9 +174,10 @@ def prepare_verify(check: VerifyCheck, run: RunSettings, cache: RunCache) -> Run
     from nnaudit.verify.vnnlib import parse
 
     net = cache.network(check.model, check.mean, check.std)
-    for path in check.properties:
-        parse(path).check_network(net.input_size, net.output_size, where=str(path))
-    check_pixel_boxes(net, check.properties)
+    with naming_key(check, "property"):   # a file that is not VNN-LIB, or not this network's
+        for path in check.properties:
+            parse(path).check_network(net.input_size, net.output_size, where=str(path))
+        check_pixel_boxes(net, check.properties)
     config = VerifyRun(timeout=run.timeout or check.timeout, seed=check.seed)
     record = Record(device=run.device or check.device, command=run.command or None)
 
@@ -181,6 +186,17 @@ def prepare_verify(check: VerifyCheck, run: RunSettings, cache: RunCache) -> Run
         return judge_verify(doc["instances"], expect=check.expect), doc
 
     return go
+
+
+@contextmanager
+def naming_key(check: Check, key: str) -> Iterator[None]:
+    """Bad input found while checking ``key``'s value: the message names the checks file, the check and the key."""
+    try:
+        yield
+    except NnauditError as exc:
+        if not check.source or check.source in str(exc):
+            raise
+        raise ConfigError(f"{check.source}, key {key!r}: {exc}") from exc
 
 
 PREPARE: dict[str, Callable[[Any, RunSettings, RunCache], Runner]] = {

@@ -60,6 +60,9 @@ class MemorySize(click.ParamType):
 @click.option("--max-memory", type=MemorySize(), default=None,
               help="Memory budget of the run, e.g. 4G or 512M (default: min(8 GiB, 60% of physical memory)); "
                    "a run that would exceed it ends as unknown (exit 3).")
+@click.option("--route", type=click.Choice(["auto", "torch", "dense"]), default="auto", hidden=True,
+              help="Which route decides (benchmarks and tests): auto (the NumPy dense route first for small ReLU "
+                   "networks, then the torch route), torch (the torch route only), dense (the dense route only).")
 @normalisation.options(mean_help=VERIFY_MEAN_HELP)
 @click.pass_context
 def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
@@ -110,14 +113,16 @@ class VerifyOptions:
     alpha_steps: int
     progress: bool | None
     max_memory: int | None = None   # --max-memory in bytes (None: the default budget)
+    route: str = "auto"             # --route (hidden): which route of the verifier decides
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
 
     def engine(self) -> VerifyConfig:
         """The verifier's configuration: the defaults with these options."""
+        from nnaudit.verify.dense_bab import Route
         from nnaudit.verify.engine import VerifyConfig
 
-        cfg = VerifyConfig(timeout_s=self.timeout)
+        cfg = VerifyConfig(timeout_s=self.timeout, route=Route(self.route))
         if self.max_memory is not None:
             cfg = replace(cfg, max_memory=self.max_memory)
         workers = self.workers if self.workers is not None else (os.cpu_count() or 1)

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from nnaudit._lazy import lazy_getattr
 from nnaudit.networks.lower import Lowered
-from nnaudit.verify.bab import sharing
 from nnaudit.verify.bab.config import BabConfig, SplitScore, relu_splitting
-from nnaudit.verify.bab.leaves import LeafResult, LeafTask, decide_leaf
 from nnaudit.verify.bab.outcome import BabOutcome
 from nnaudit.verify.bab.queue import Chunk
-from nnaudit.verify.bab.search import Search
 from nnaudit.verify.spec import Box, Region
+
+# the modules that import torch are imported on first use, so that ``BabConfig`` (and the engine's
+# ``VerifyConfig``) cost no torch import on the dense route (verify/dense_bab.py)
+__getattr__ = lazy_getattr(__name__, {"LeafResult": "leaves", "LeafTask": "leaves", "decide_leaf": "leaves",
+                                      "Search": "search"})
 
 __all__ = ["BabConfig", "BabOutcome", "Chunk", "LeafResult", "LeafTask", "Search", "SplitScore", "decide_leaf",
            "relu_splitting", "run_bab"]
@@ -41,6 +44,9 @@ def run_bab(low: Lowered, network: Any, ort: Any, box: Box, region: Region, conf
     With at least two workers and ``config.share``, one search runs on that many processes
     that share their sub-domains (:mod:`~nnaudit.verify.bab.sharing`).  ``progress(done,
     left)`` is called after each batch."""
+    from nnaudit.verify.bab import sharing
+    from nnaudit.verify.bab.search import Search
+
     if sharing.applies(config):
         return sharing.run_shared(low, network, ort, box, region, config, deadline, progress)
     return Search(low, network, ort, box, region, config, deadline, progress).run()

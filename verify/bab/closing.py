@@ -54,19 +54,6 @@ def _lp_close(chunk: Chunk, idx: np.ndarray, lin: np.ndarray, a_in: np.ndarray, 
         chunk.open[cand[combination_closes(a, c, lo, hi, tol)], j] = False
 
 
-def worst_rows(lbs: np.ndarray, open_: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Per sub-domain, the best row of its worst open disjunct ``(k,)``."""
-    best_per_disj = np.full(open_.shape, np.inf)
-    best_row = np.zeros(open_.shape, np.int64)
-    for j in range(open_.shape[1]):
-        rows = np.flatnonzero(owner == j)
-        k = lbs[:, rows].argmax(axis=1)
-        best_row[:, j] = rows[k]
-        best_per_disj[:, j] = np.where(open_[:, j], lbs[np.arange(len(lbs)), rows[k]], np.inf)
-    worst = best_per_disj.argmin(axis=1)
-    return best_row[np.arange(len(lbs)), worst]
-
-
 def unstable_counts(low: Lowered, b: LayerBounds, splits: list[torch.Tensor] | None) -> np.ndarray:
     """Per sub-domain, its ReLUs whose bounds straddle 0 and whose phase no split fixed ``(k,)``."""
     count = torch.zeros(b.x_lo.shape[0], dtype=torch.int64)

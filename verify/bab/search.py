@@ -35,7 +35,8 @@ import torch
 
 from nnaudit.networks.lower import Lowered
 from nnaudit.verify.bab.branching import Brancher
-from nnaudit.verify.bab.closing import close_refuted, unstable_counts, worst_rows
+from nnaudit.verify.bab.closing import close_refuted, unstable_counts
+from nnaudit.verify.disjunct_rows import worst_rows
 from nnaudit.verify.bab.config import BabConfig, relu_splitting, root_alpha_steps
 from nnaudit.verify.bab.leaves import LeafResult, LeafTask, LeafWorkers, decide_leaf, search_near
 from nnaudit.verify.bab.outcome import BabOutcome

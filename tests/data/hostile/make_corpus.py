@@ -463,7 +463,7 @@ def toml_cases(c: Corpus) -> None:
         "bounds_reversed": ("limit = 2", "limit = 2\nbounds = [1.0, 0.0]", "bounds"),
         "norm_bad": ("limit = 2", 'limit = 2\nnorm = "l7"', "norm"), "mean_bad": ("limit = 2", 'limit = 2\nmean = "x"', "mean"),
         "std_zero": ("limit = 2", "limit = 2\nstd = [0]", "std"),
-        "check_as_table": ("[[check]]", "[check]", "check"), "duplicate_key": ("limit = 2", "limit = 2\nlimit = 3", None),
+        "check_as_table": ("[[check]]", "[check]", "check"), "duplicate_key": ("limit = 2", "limit = 2\nlimit = 3", "line 7"),
     }
     for name, (old, new, where) in subs.items():
         ok = [0, 1, 2, 3] if name in ("limit_huge", "eps_huge", "options_bad", "device_bad", "limit_bigint") else REFUSED
@@ -474,13 +474,15 @@ def toml_cases(c: Corpus) -> None:
              "grid_huge": ("grid = [2, 2]", f"grid = [{10**9}, {10**9}]"), "max_unsafe_neg": ("max_unsafe_regions = 0", "max_unsafe_regions = -1"),
              "method_bad": ("limit = 1", 'limit = 1\nmethod = "magic"')}
     for name, (old, new) in rsubs.items():
-        c.add(f"toml/regions_{name}.toml", regions.replace(old, new), [0, 1, 3] if name in ("timeout_huge", "steps_huge") else REFUSED, None)
+        refused = name not in ("timeout_huge", "steps_huge")   # the message names the key: "key 'grid'"
+        c.add(f"toml/regions_{name}.toml", regions.replace(old, new), REFUSED if refused else [0, 1, 3],
+              f"key '{'max_unsafe_regions' if name == 'max_unsafe_neg' else name.rsplit('_', 1)[0]}'" if refused else None)
     vsubs = {"prop_escape": ('"prop.vnnlib"', '"../../../../../../etc/passwd"'), "prop_abs": ('"prop.vnnlib"', '"/etc/passwd"'),
              "prop_list_bad": ('"prop.vnnlib"', '["prop.vnnlib", 3]'), "prop_empty": ('"prop.vnnlib"', "[]"),
              "prop_hostile": ('"prop.vnnlib"', '"data.npz"'), "expect_bad": ("timeout = 2", 'timeout = 2\nexpect = "maybe"'),
              "timeout_zero": ("timeout = 2", "timeout = 0")}
     for name, (old, new) in vsubs.items():
-        c.add(f"toml/verify_{name}.toml", verify.replace(old, new), REFUSED, None)
+        c.add(f"toml/verify_{name}.toml", verify.replace(old, new), REFUSED, f"key '{name.split('_')[0].replace('prop', 'property')}'")
     whole = {"empty": "", "syntax": "[[check]\nname = ", "non_utf8": b"name = \"\xff\xfe\"\n", "check_int": "check = 5",
              "check_list_of_int": "check = [1, 2]", "defaults_bad": '[defaults]\ntimeout = "x"\n' + TOML_ATTACK,
              "defaults_unknown": "[defaults]\nwhatever = 1\n" + TOML_ATTACK, "duplicate_names": TOML_ATTACK * 2,
