@@ -33,11 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from results_file import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ACAS = ROOT.parent / "shared" / "benchmarks" / "vnncomp" / "acasxu"
 RESULTS = Path(__file__).parent / "results"
+MNIST_NET = ROOT.parent / "shared" / "benchmarks" / "vnncomp" / "mnist_fc" / "onnx" / "mnist-net_256x4.onnx"
+MNIST_DATA = ROOT.parent / "shared" / "data" / "images" / "mnist_test_100.npz"
 FIELDS = ["campaign", "backend", "workers", "jobs", "items", "wall_s", "per_job_ms", "speedup", "load_1min"]
 
 
@@ -88,8 +92,13 @@ def campaigns(args: argparse.Namespace) -> dict[str, list]:
     if args.noop:
         out["noop"] = [Job(JobKind.NOOP, None, "noop", (Item(f"n{i}"),)) for i in range(args.noop)]
     if args.images:
-        net = load(zoo.path("digits-ffn"))
-        x, y = digits(split="test")
+        if args.regions_model == "mnist":   # real MNIST: 256x4 VNN-COMP net, the 100 test images of ../shared
+            net = load(MNIST_NET)
+            data = np.load(MNIST_DATA)
+            x, y = data["x"], data["y"]
+        else:
+            net = load(zoo.path("digits-ffn"))
+            x, y = digits(split="test")
         rows, cols = (int(v) for v in args.grid.split("x"))
         run = RegionsRun(grid=(rows, cols), step=0.05, steps=2, timeout=10.0)
         plan = run.plan(net, args.images)
@@ -141,6 +150,8 @@ def main() -> None:
     parser.add_argument("--noop", type=int, default=300)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--grid", default="4x4")
+    parser.add_argument("--regions-model", choices=("digits", "mnist"), default="digits",
+                        help="digits: digits-ffn on 8x8 digits; mnist: mnist-net_256x4 on real MNIST (bigger jobs).")
     parser.add_argument("--instances", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--backends", default="embedded,distributed")
@@ -198,7 +209,7 @@ def write(rows: list[dict], args: argparse.Namespace, rate: float, stem: Path) -
     lines = ["# Campaigns: executor overhead and speed-up (bench/campaign.py)", "",
              f"Machine: {os.cpu_count()} cores, no GPU, {platform.platform()}, Python {platform.python_version()}; "
              f"shared with other engineers' work (1-minute load average per row). Run: `python bench/campaign.py "
-             f"--noop {args.noop} --images {args.images} --grid {args.grid} --instances {args.instances} "
+             f"--noop {args.noop} --images {args.images} --grid {args.grid} --regions-model {args.regions_model} --instances {args.instances} "
              f"--timeout {args.timeout:g} --repeats {args.repeats}{f' --tag {args.tag}' if args.tag else ''}`; "
              f"store alone: {rate:,.0f} rows/s committed one transaction each.", "",
              "| campaign | back end | workers | jobs | items | wall s | per job ms | speed-up | load |",

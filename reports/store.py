@@ -96,13 +96,16 @@ class ResultStore:
         return self.put_many([job]) == 1
 
     def put_many(self, jobs: Sequence[StoredJob]) -> int:
-        """Store the ``jobs`` not yet stored, in one transaction; returns how many were inserted."""
+        """Store the ``jobs`` not yet stored, in one transaction; returns how many rows were written.
+
+        A key is written once, except that an error row gives way to the next row for its key (a job
+        retried by a later run): a result, once stored, is never replaced."""
         rows = [(j.model_sha256, j.settings_hash, j.key, j.kind, j.status.value,
                  None if j.result is None else json.dumps(j.result, default=_plain), j.error, j.created,
                  j.elapsed_s, j.worker) for j in jobs]
         with transaction(self.conn):
             before = self.conn.total_changes
-            self.conn.executemany(f"INSERT OR IGNORE INTO jobs ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.conn.executemany(f"INSERT INTO jobs ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) {_RETRY}", rows)
             return self.conn.total_changes - before
 
     def add_model(self, sha256: str, path: str) -> None:
@@ -131,11 +134,13 @@ class ResultStore:
                                 "AND job_key = ?", (model_sha256, settings, key)).fetchone()
         return None if row is None else _job(row)
 
-    def keys(self, model_sha256: str, settings: str) -> set[str]:
-        """The keys stored for this model and settings (what a re-run skips)."""
-        rows = self.conn.execute("SELECT job_key FROM jobs WHERE model_sha256 = ? AND settings_hash = ?",
-                                 (model_sha256, settings))
-        return {r[0] for r in rows}
+    def keys(self, model_sha256: str, settings: str, status: JobStatus | None = None) -> set[str]:
+        """The keys stored for this model and settings (with ``status`` only, when given)."""
+        query = "SELECT job_key FROM jobs WHERE model_sha256 = ? AND settings_hash = ?"
+        args: tuple[str, ...] = (model_sha256, settings)
+        if status is not None:
+            query, args = query + " AND status = ?", args + (status.value,)
+        return {r[0] for r in self.conn.execute(query, args)}
 
     def iter(self, *, model_sha256: str | None = None, settings: str | None = None,
              kind: str | None = None) -> Iterator[StoredJob]:
@@ -169,6 +174,12 @@ class ResultStore:
         what = "no model" if not hits else f"{len(hits)} models"
         raise ConfigError(f"{self.path}: {what} in this store match {text!r} (stored: "
                           f"{', '.join(f'{sha[:12]} {path}' for sha, path, _ in known) or 'none'})")
+
+
+#: an error row is replaced by the next row of its key; a result row never is
+_RETRY = ("ON CONFLICT (model_sha256, settings_hash, job_key) DO UPDATE SET kind = excluded.kind, "
+          "status = excluded.status, result = excluded.result, error = excluded.error, created = excluded.created, "
+          "elapsed_s = excluded.elapsed_s, worker = excluded.worker WHERE jobs.status = 'error'")
 
 
 def _where(**filters: str | None) -> tuple[str, tuple[str, ...]]:

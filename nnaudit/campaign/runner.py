@@ -4,7 +4,9 @@ The client is the store's one writer.  Rows are committed job by job as the
 executor hands them back, so ``kill -9`` of the client loses only the jobs
 still running, and the same command run again submits only the items whose
 keys are not stored yet.  A job redone by the cluster (its worker died) or
-run twice for any reason is stored once: the store ignores a key it holds.
+run twice for any reason is stored once: the store ignores a key it holds,
+except that an error row gives way to a later result (a re-run retries the
+items that raised).
 """
 
 from __future__ import annotations
@@ -29,20 +31,25 @@ class CampaignStats:
     stored: int = 0       # new rows written by this run
     duplicates: int = 0   # rows that came back for keys already stored (a redone job), ignored
     errors: int = 0       # new error rows (an item that raised)
+    retried: int = 0      # items whose stored row was an error, run again
 
     def line(self) -> str:
         """The counts in words, for the summary line."""
         return (f"{self.items} jobs: {self.stored} run now, {self.skipped} already stored"
+                + (f" ({self.retried} retried after an error)" if self.retried else "")
                 + (f", {self.errors} errors" if self.errors else ""))
 
 
 def pending(jobs: Sequence[Job], store: ResultStore) -> tuple[list[Job], int]:
-    """The jobs with only their items not in ``store`` (jobs left with none dropped), and how many were skipped."""
+    """The jobs with only their items not in ``store`` (jobs left with none dropped), and how many were skipped.
+
+    Items stored as errors are pending again: a later run retries them (a worker's transient fault, a
+    memory budget raised since), and their result then replaces the error row."""
     out, skipped, known = [], 0, {}
     for job in jobs:
         sha = job.model.sha256 if job.model is not None else ""
         if (sha, job.settings_hash) not in known:
-            known[(sha, job.settings_hash)] = store.keys(sha, job.settings_hash)
+            known[(sha, job.settings_hash)] = store.keys(sha, job.settings_hash, JobStatus.OK)
         have = known[(sha, job.settings_hash)]
         items = tuple(item for item in job.items if item.key not in have)
         skipped += len(job.items) - len(items)
@@ -51,13 +58,25 @@ def pending(jobs: Sequence[Job], store: ResultStore) -> tuple[list[Job], int]:
     return out, skipped
 
 
+def _retried(jobs: Sequence[Job], store: ResultStore) -> int:
+    """How many items of ``jobs`` (pending ones) have an error row stored."""
+    errors: dict[tuple[str, str], set[str]] = {}
+    count = 0
+    for job in jobs:
+        sha = job.model.sha256 if job.model is not None else ""
+        if (sha, job.settings_hash) not in errors:
+            errors[(sha, job.settings_hash)] = store.keys(sha, job.settings_hash, JobStatus.ERROR)
+        count += sum(1 for item in job.items if item.key in errors[(sha, job.settings_hash)])
+    return count
+
+
 def run_campaign(executor: Executor, store: ResultStore, jobs: Sequence[Job], *,
                  on_rows: Callable[[list[StoredJob]], None] | None = None) -> CampaignStats:
     """Run the items of ``jobs`` not yet in ``store`` on ``executor``, storing every result as it arrives.
 
     ``on_rows(rows)`` is called after each job's rows are committed (progress)."""
     todo, skipped = pending(jobs, store)
-    stats = CampaignStats(items=sum(len(j.items) for j in jobs), skipped=skipped)
+    stats = CampaignStats(items=sum(len(j.items) for j in jobs), skipped=skipped, retried=_retried(todo, store))
     for job in todo:
         if job.model is not None:
             store.add_model(job.model.sha256, job.model.path)

@@ -81,3 +81,20 @@ def test_a_rerun_submits_only_the_items_not_stored_even_inside_a_chunk(tmp_path:
         todo, skipped = pending(jobs, store)
     assert skipped == 1 and sum(len(j.items) for j in todo) == len(SMALL) - 1
     assert first.items[0].key not in {i.key for j in todo for i in j.items}
+
+
+def test_a_rerun_retries_the_items_stored_as_errors_and_keeps_one_row_each(tmp_path: Path) -> None:
+    from nnaudit.reports.store import StoredJob
+
+    jobs = [Job(JobKind.NOOP, None, "noop", (Item(f"n{i}"),)) for i in range(4)]
+    with ResultStore(tmp_path / "r.db") as store, Executor(ExecutorConfig(workers=1)) as executor:
+        store.put(StoredJob("", "noop", "n1", "noop", JobStatus.ERROR, None, "OSError: worker lost its disk"))
+        store.put(StoredJob("", "noop", "n2", "noop", JobStatus.OK, {"kept": True}))
+        stats = run_campaign(executor, store, jobs)
+        assert (stats.skipped, stats.retried, stats.stored, stats.errors) == (1, 1, 3, 0)
+        assert "1 retried after an error" in stats.line()
+        rows = {r.key: r for r in store.iter(settings="noop")}
+        assert len(rows) == 4 and all(r.status is JobStatus.OK for r in rows.values())
+        assert rows["n2"].result == {"kept": True}
+        again = run_campaign(executor, store, jobs)
+        assert (again.skipped, again.retried, again.stored) == (4, 0, 0)

@@ -32,6 +32,20 @@ def test_put_stores_each_key_once_and_reads_back(tmp_path: Path) -> None:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_an_error_row_gives_way_to_a_result_but_a_result_is_never_replaced(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "r.db") as store:
+        assert store.put(_row("k", status=JobStatus.ERROR, error="MemoryError: budget"))
+        assert store.keys("a" * 64, "s1", JobStatus.OK) == set()
+        assert store.keys("a" * 64, "s1", JobStatus.ERROR) == {"k"}
+        assert store.put(_row("k", status=JobStatus.ERROR, error="second fault"))   # still an error: newest kept
+        assert store.get("a" * 64, "s1", "k").error == "second fault"
+        assert store.put(_row("k", 7))                   # the retry's result replaces the error row
+        assert store.put(_row("k", 8)) is False          # ... and is final
+        assert store.put(_row("k", status=JobStatus.ERROR, error="late")) is False
+        row = store.get("a" * 64, "s1", "k")
+        assert row.status is JobStatus.OK and row.result == {"value": 7} and store.count() == 1
+
+
 def test_error_rows_keep_their_message(tmp_path: Path) -> None:
     with ResultStore(tmp_path / "r.db") as store:
         store.put(_row("bad", status=JobStatus.ERROR, error="SpecError: prop.vnnlib:3: bad"))
