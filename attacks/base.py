@@ -233,13 +233,15 @@ def resolve_device(device: str) -> torch.device:
 def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network as a float32 torch function ``(b, *input_shape) -> (b, K)`` (cached per device):
     a :class:`~nnaudit.networks.torch_chain.DenseChain` where the network is a chain of dense
-    layers and ReLUs, or a small sequence of affine layers and ReLUs lowered to one (attacks then
-    take its hand-written gradients), else the IR's module."""
+    layers and ReLUs, or a small sequence of affine layers and ReLUs lowered to one, else a
+    :class:`~nnaudit.attacks.conv_chain.ConvChain` where it is a chain of convolutions, dense
+    layers and ReLUs (attacks then take either's hand-written gradients), else the IR's module."""
+    from nnaudit.attacks.conv_chain import ConvChain
     from nnaudit.networks.torch_chain import DenseChain
 
     key = f"attack-logits:{device}"
     if key not in net._torch_cache:
-        chain = DenseChain.of(net, device)
+        chain = DenseChain.of(net, device) or ConvChain.of(net, device)
         if chain is not None:
             net._torch_cache[key] = chain
             return chain
@@ -255,13 +257,14 @@ def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor],
 def logits_and_vjp(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
                    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Logits ``(B, K)`` of ``x`` and a function from a seed ``(B, K)`` to the gradient of
-    ``sum(seed * logits)`` w.r.t. ``x``: by hand for a dense chain (no autograd graph), else
+    ``sum(seed * logits)`` w.r.t. ``x``: by hand for a dense or conv chain (no autograd graph), else
     by autograd.  The logits carry no graph either way (detached)."""
     import torch
 
+    from nnaudit.attacks.conv_chain import ConvChain
     from nnaudit.networks.torch_chain import DenseChain
 
-    if isinstance(model, DenseChain):
+    if isinstance(model, (DenseChain, ConvChain)):
         logits, tape = model.with_tape(x.detach())
         return logits, lambda seed: model.input_grad(tape, seed)
     x = x.detach().requires_grad_(True)

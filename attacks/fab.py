@@ -1,4 +1,4 @@
-"""FAB and FAB-T: the fast adaptive boundary attack, minimal norm, L-infinity and L2.
+"""FAB and FAB-T: the fast adaptive boundary attack, minimal norm, L-infinity, L2 and L1.
 
 Croce & Hein, "Minimally distorted adversarial examples with a fast adaptive
 boundary attack", ICML 2020; FAB-T is the targeted form of "Reliable
@@ -16,6 +16,11 @@ kept when it is the smallest so far and the search moves back towards ``x``
 (``x + beta (x_i - x)``).  Success is untargeted in both forms (as in
 AutoAttack); FAB-T runs once per target class, the ``k``-th most likely
 non-label class of the clean input, ``k = 1 .. target_classes``.
+
+Under L1 the closest hyperplane is measured with the dual norm (the largest
+``|w_i|``) and the projection onto it moves the coordinates with the largest
+``|w_i|`` first, each as far as the valid range lets it, until the plane is
+reached (:func:`project_on_hyperplane`): the minimal-L1 step, sparse.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from nnaudit.attacks.geometry import l2
 from nnaudit.attacks.threat import Norm, ThreatModel
 from nnaudit.errors import ConfigError
 
-DEFAULT_START_RADIUS = {Norm.LINF: 0.3, Norm.L2: 1.0}  # random-start radius when eps is inf (the reference's)
+DEFAULT_START_RADIUS = {Norm.LINF: 0.3, Norm.L2: 1.0, Norm.L1: 5.0}  # random-start radius when eps is inf (the reference's)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class FAB(Attack):
     """FAB (untargeted, closest hyperplane) or FAB-T (``targeted=True``); minimal-norm."""
 
     name = "fab"
-    native_norms = (Norm.LINF, Norm.L2)
+    native_norms = (Norm.LINF, Norm.L2, Norm.L1)
     minimal = True
     config_class = FABConfig
 
@@ -143,7 +148,7 @@ def _closest_hyperplane(model: Callable, x1: torch.Tensor, crit: Criterion, aim:
                                                                                  dtype=logits.dtype))
     df = (logits * seed).sum(1).reshape(b, k)
     w = vjp(seed).flatten(1).reshape(b, k, -1)
-    dual = w.abs().sum(2) if norm is Norm.LINF else w.norm(dim=2)
+    dual = w.abs().sum(2) if norm is Norm.LINF else w.abs().amax(2) if norm is Norm.L1 else w.norm(dim=2)
     dist = df.abs() / (dual + 1e-12)
     dist.scatter_(1, crit.labels[:, None], math.inf)  # j = y is no boundary
     j = dist.argmin(dim=1)
@@ -160,13 +165,16 @@ def project_on_hyperplane(p: torch.Tensor, w: torch.Tensor, b: torch.Tensor, thr
     room in the box; L2: ``a = w^2``, ``beta`` the room over ``|w|``), a concave piecewise
     linear function of ``t``: one sort of the breakpoints and two cumulative sums give ``t``.
     When the box cannot reach the plane, the box corner closest to it is returned (the
-    reference does the same).  Rows are independent; ``p``, ``w`` flat ``(B, n)``, ``b`` ``(B,)``.
+    reference does the same).  L1: :func:`_l1_step`.  Rows are independent; ``p``, ``w`` flat
+    ``(B, n)``, ``b`` ``(B,)``.
     """
     c = b - (w * p).sum(1)
     w = w * torch.where(c < 0, -1.0, 1.0).to(w.dtype)[:, None]
     c = c.abs()[:, None]
     lb, ub = threat.low - p, threat.high - p
     room = torch.where(w > 0, ub, -lb)  # >= 0: how far coordinate i may move the plane's way
+    if threat.norm is Norm.L1:
+        return _l1_step(w, c, room).clamp(min=lb, max=ub)
     if threat.norm is Norm.LINF:
         s, a, beta = w.sign(), w.abs(), room
     else:
@@ -186,8 +194,29 @@ def project_on_hyperplane(p: torch.Tensor, w: torch.Tensor, b: torch.Tensor, thr
     return (t * s).clamp(min=lb, max=ub)
 
 
+def _l1_step(w: torch.Tensor, c: torch.Tensor, room: torch.Tensor) -> torch.Tensor:
+    """The minimal-L1 ``d`` ``(B, n)`` with ``w . d = c`` (``c`` ``(B, 1)`` >= 0) and ``0 <= d_i sign(w_i)
+    <= room_i``: a fractional knapsack.  A unit of L1 moves the plane by ``|w_i|`` along coordinate
+    ``i``, so the coordinates are taken by decreasing ``|w_i|``, each to its room, the last one only
+    as far as the plane; when all of them cannot reach it, every coordinate goes to its room."""
+    a = w.abs()
+    a_sorted, order = a.sort(dim=1, descending=True)
+    room_sorted = room.gather(1, order)
+    reach = (a_sorted * room_sorted).cumsum(1)  # w . d with the first j + 1 coordinates at their room
+    full = (reach < c).sum(1, keepdim=True)  # coordinates used to their room
+    n = a.shape[1]
+    before = torch.where(full > 0, reach.gather(1, (full - 1).clamp_min(0)), torch.zeros_like(c))
+    last = full.clamp_max(n - 1)
+    part = ((c - before) / a_sorted.gather(1, last).clamp_min(1e-30)).clamp(min=0).minimum(room_sorted.gather(1, last))
+    pos = torch.arange(n, device=w.device)[None, :]
+    amount = torch.where(pos < full, room_sorted, torch.where(pos == full, part, torch.zeros_like(room_sorted)))
+    return torch.zeros_like(w).scatter(1, order, amount) * w.sign()
+
+
 def _norm(d: torch.Tensor, norm: Norm) -> torch.Tensor:
     flat = d.flatten(1)
+    if norm is Norm.L1:
+        return flat.abs().sum(1)
     return flat.abs().amax(1) if norm is Norm.LINF else l2(flat)
 
 
@@ -200,5 +229,5 @@ def _start(x0: torch.Tensor, threat: ThreatModel, gen: torch.Generator, size: to
         t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).reshape(r.shape)
     else:
         t = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
-        t = t / l2(t).clamp_min(1e-12).reshape(r.shape)
+        t = t / _norm(t, threat.norm).clamp_min(1e-12).reshape(r.shape)
     return (x0 + 0.5 * r * t).clamp(threat.low, threat.high)

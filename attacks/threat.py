@@ -1,6 +1,6 @@
 """The threat model: which perturbations an attack may use.
 
-A :class:`ThreatModel` is a norm (L-infinity, L2 or L0), a radius ``eps`` and
+A :class:`ThreatModel` is a norm (L-infinity, L2, L1 or L0), a radius ``eps`` and
 the valid input range.  Every attack's output is forced into it here, in
 float64 arithmetic on the float32 arrays that are actually returned, so an
 adversarial example can never be reported outside the ball or the range,
@@ -26,19 +26,20 @@ class Norm(str, Enum):
 
     LINF = "linf"
     L2 = "l2"
+    L1 = "l1"
     L0 = "l0"
 
     @classmethod
     def parse(cls, value: str | Norm) -> Norm:
-        """``"linf"``/``"inf"``, ``"l2"``/``"2"``, ``"l0"``/``"0"`` to a Norm."""
+        """``"linf"``/``"inf"``, ``"l2"``/``"2"``, ``"l1"``/``"1"``, ``"l0"``/``"0"`` to a Norm."""
         if isinstance(value, Norm):
             return value
         key = str(value).strip().lower()
-        aliases = {"inf": "linf", "l_inf": "linf", "2": "l2", "0": "l0"}
+        aliases = {"inf": "linf", "l_inf": "linf", "2": "l2", "1": "l1", "0": "l0"}
         try:
             return cls(aliases.get(key, key))
         except ValueError:
-            raise ConfigError(f"norm: expected one of linf, l2, l0, got {value!r}") from None
+            raise ConfigError(f"norm: expected one of linf, l2, l1, l0, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,12 @@ class ThreatModel:
         return math.isfinite(self.eps)
 
 
-def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
-    """L0, L2 and L-infinity norms of ``x_adv - x`` per sample, float64 ``(B,)`` each."""
+def perturbation_norms(x: np.ndarray, x_adv: np.ndarray, *, l1: bool = False) -> dict[str, np.ndarray]:
+    """L0, L2 and L-infinity norms of ``x_adv - x`` per sample, float64 ``(B,)`` each, and L1 with
+    ``l1`` (the results of an L1 threat model; the others keep their three keys)."""
     delta = np.subtract(x_adv, x, dtype=np.float64).reshape(len(x), -1)  # both converted exactly, one pass
-    return {norm.value: _norm(delta, norm) for norm in (Norm.L0, Norm.L2, Norm.LINF)}
+    norms = (Norm.L0, Norm.L1, Norm.L2, Norm.LINF) if l1 else (Norm.L0, Norm.L2, Norm.LINF)
+    return {norm.value: _norm(delta, norm) for norm in norms}
 
 
 def enforce_with_norms(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -81,12 +84,12 @@ def enforce_with_norms(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) ->
     """
     x32 = np.asarray(x, np.float32)
     if isinstance(x_adv, np.ndarray) and x_adv.dtype == np.float32 and x_adv.shape == x32.shape:
-        norms = perturbation_norms(x32, x_adv)
+        norms = perturbation_norms(x32, x_adv, l1=threat.norm is Norm.L1)
         in_range = x_adv.size == 0 or (float(x_adv.min()) >= threat.low and float(x_adv.max()) <= threat.high)
         if in_range and (not threat.bounded or bool((norms[threat.norm.value] <= threat.eps).all())):
             return x_adv, norms  # NaN fails the range check: it goes the long way
     out = enforce(x32, x_adv, threat)
-    return out, perturbation_norms(x32, out)
+    return out, perturbation_norms(x32, out, l1=threat.norm is Norm.L1)
 
 
 def enforce(x: np.ndarray, x_adv: np.ndarray, threat: ThreatModel) -> np.ndarray:
@@ -134,6 +137,8 @@ def _norm(delta: np.ndarray, norm: Norm) -> np.ndarray:
         return np.abs(delta).max(axis=1, initial=0.0)
     if norm is Norm.L2:
         return np.sqrt((delta**2).sum(axis=1))
+    if norm is Norm.L1:
+        return np.abs(delta).sum(axis=1)
     return (delta != 0).sum(axis=1).astype(np.float64)
 
 
@@ -147,10 +152,31 @@ def _project64(x: np.ndarray, adv: np.ndarray, threat: ThreatModel, shrink: floa
             norm = np.sqrt((flat**2).sum(axis=1, keepdims=True))
             factor = np.minimum(1.0, threat.eps * shrink / np.maximum(norm, 1e-300))
             flat = flat * factor
+        elif threat.norm is Norm.L1:
+            flat = project_l1_ball(flat, threat.eps * shrink)
         else:
             flat = _keep_largest(flat, int(threat.eps))
         delta = flat.reshape(delta.shape)
     return np.clip(x + delta, threat.low, threat.high)
+
+
+def project_l1_ball(flat: np.ndarray, eps: float) -> np.ndarray:
+    """Euclidean projection of each row of ``flat`` ``(B, n)`` onto the L1 ball of radius ``eps``
+    (Duchi et al., ICML 2008): soft-thresholding ``sign(v) max(|v| - theta, 0)`` with the ``theta``
+    that brings the row's L1 norm to ``eps``; rows already inside are returned unchanged."""
+    mag = np.abs(flat)
+    outside = mag.sum(axis=1) > eps
+    if not outside.any():
+        return flat
+    out = flat.copy()
+    m = mag[outside]
+    desc = -np.sort(-m, axis=1)
+    excess = np.cumsum(desc, axis=1) - eps
+    k = np.arange(1, m.shape[1] + 1)
+    rho = np.maximum((desc * k > excess).sum(axis=1), 1)  # entries above the threshold (a sorted prefix; eps 0: 1)
+    theta = excess[np.arange(len(m)), rho - 1] / rho
+    out[outside] = np.sign(flat[outside]) * np.maximum(m - theta[:, None], 0.0)
+    return out
 
 
 def _keep_largest(flat: np.ndarray, k: int) -> np.ndarray:

@@ -7,7 +7,8 @@ onnxruntime on the original ONNX file (with its normalisation prepended for
 cifar_base_kw), so the numbers are comparable.  Goal: nnaudit <= torchattacks
 on every row and seed (``check``).  Speed: samples/s of the full standard
 evaluation and of PGD-40 alone (nnaudit's PGD capped at torchattacks' gradient
-count, ``budget=1.0``), same torch threads.
+count, ``budget=1.0``, and started, like torchattacks' ``random_start=True``, at a
+random point of the ball, ``clean_first=False``), same torch threads.
 
 torchattacks 3.5.1's ``AutoAttack`` builds APGD, APGD-T and FAB without
 ``steps``, so they run their constructors' default of 10 iterations, not the
@@ -22,11 +23,18 @@ from the ONNX file, :func:`nnaudit.attacks.base.torch_logits`), wrapped as an
 ``nn.Module`` for torchattacks, with images in pixel space; mnist-net's input
 ``(1, 784, 1)`` is shown to torchattacks as ``(1, 28, 28)`` and the digits'
 ``(64,)`` as ``(1, 8, 8)`` (torchattacks' APGD and Square need 4-d images).
-nnaudit's time includes its input checks and the onnxruntime
-confirmation of every success; torchattacks' does not.
+Timing: the torch function and the onnxruntime session are built
+before either tool is timed (cached on the network, shared by both); each
+tool's time runs from the images to a robust accuracy judged by onnxruntime
+(nnaudit's own confirmation of every success, inside its call; for
+torchattacks, the attack and then the same onnxruntime check of its outputs).
+AutoAttack rows are timed once; PGD-40 rows ``--repeats`` times, the tools
+interleaved (theirs, ours, theirs, ...) on the same inputs, and the median
+of each is reported (a shared machine's load moves both alike).
 
 Run (full): ``python bench/autoattack_vs_torchattacks.py --images 100 --seeds 5``;
-``--models``, ``--threads``, ``--no-speed`` narrow it.  Writes
+``--models``, ``--threads``, ``--no-speed`` (no PGD-40 rows), ``--no-aa`` (PGD-40
+rows only) narrow it.  Writes
 ``bench/results/autoattack.{csv,md}`` (hand-written notes below the marker kept).
 """
 
@@ -109,10 +117,10 @@ def _torchattacks(kind: str, net, x: np.ndarray, y: np.ndarray, shape: tuple[int
     xt, yt = torch.as_tensor(x.reshape((-1,) + shape)), torch.as_tensor(y)
     start = time.perf_counter()
     adv = atk(xt, yt).detach().numpy()
-    took = time.perf_counter() - start
     over = np.abs(adv.reshape(len(x), -1) - x.reshape(len(x), -1)).max(axis=1) > eps + 1e-6
     adv[over] = x.reshape(adv.shape)[over]  # never credit a point outside the ball
-    return _robust(net, x, y, adv), took
+    robust = _robust(net, x, y, adv)
+    return robust, time.perf_counter() - start
 
 
 #: torchattacks' AutoAttack leaves APGD, APGD-T and FAB at their constructors' 10 iterations (the reference: 100)
@@ -124,15 +132,25 @@ def _nnaudit(kind: str, net, x: np.ndarray, y: np.ndarray, eps: float, seed: int
     if kind.startswith("aa"):
         ev = autoattack(net, x, y, eps=[eps], seed=seed, options=SAME_BUDGET if kind == "aa-same" else None)
         return ev.robust_accuracy[eps], time.perf_counter() - start
-    res = A.pgd(net, x, y, eps=eps, steps=40, budget=1.0, seed=seed)
+    # torchattacks' PGD starts at a random point of the ball (random_start=True): so does this one
+    # (clean_first=False; nnaudit's default first restart starts at x)
+    res = A.pgd(net, x, y, eps=eps, steps=40, budget=1.0, clean_first=False, seed=seed)
     return float((res.clean_correct & ~res.success).mean()), time.perf_counter() - start
 
 
 def _row(name: str, eps: float, kind: str, seed: int, net, x: np.ndarray, y: np.ndarray,  # noqa: ANN001
-         shape: tuple[int, ...]) -> dict:
-    """One table row: both tools on one model, eps and seed (AutoAttack: nnaudit at both budgets)."""
-    theirs, t_theirs = _torchattacks(kind, net, x, y, shape, eps, seed)
-    same, t_same = _nnaudit("aa-same" if kind == "aa" else kind, net, x, y, eps, seed)
+         shape: tuple[int, ...], repeats: int = 1) -> dict:
+    """One table row: both tools on one model, eps and seed (AutoAttack: nnaudit at both budgets);
+    PGD-40 ``repeats`` times interleaved, median times."""
+    if kind != "aa":
+        runs = [(_torchattacks(kind, net, x, y, shape, eps, seed), _nnaudit(kind, net, x, y, eps, seed))
+                for _ in range(max(1, repeats))]
+        (theirs, _), (same, _) = runs[0]
+        t_theirs = float(np.median([r[0][1] for r in runs]))
+        t_same = float(np.median([r[1][1] for r in runs]))
+    else:
+        theirs, t_theirs = _torchattacks(kind, net, x, y, shape, eps, seed)
+        same, t_same = _nnaudit("aa-same", net, x, y, eps, seed)
     full, t_full = _nnaudit(kind, net, x, y, eps, seed) if kind == "aa" else (same, t_same)
     n, aa = len(y), kind == "aa"  # PGD-40 is run once, at the same budget: no separate same-budget columns
     return {"model": name, "eps": round(eps, 5), "attack": "autoattack-standard" if aa else "pgd-40",
@@ -151,16 +169,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-speed", action="store_true", help="skip the PGD-40 rows")
+    ap.add_argument("--no-aa", action="store_true", help="skip the AutoAttack rows (PGD-40 rows only)")
+    ap.add_argument("--repeats", type=int, default=5, help="PGD-40 runs per tool, interleaved (median time)")
     ap.add_argument("--append", action="store_true", help="keep the rows of the CSV already written (other models)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = _previous() if args.append else []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         net, x, y, shape = _load(name, args.images)
+        torch_logits(net, torch.device("cpu")), onnx_reference(net)  # built once, outside both tools' timings
+        kinds = [k for k, off in (("aa", args.no_aa), ("pgd40", args.no_speed)) if not off]
         for eps in EPS[name]:
-            for kind in ("aa",) if args.no_speed else ("aa", "pgd40"):
+            for kind in kinds:
                 for seed in range(args.seeds) if kind == "aa" else range(1):
-                    rows.append(_row(name, eps, kind, seed, net, x, y, shape))
+                    rows.append(_row(name, eps, kind, seed, net, x, y, shape, args.repeats))
                     print(rows[-1], flush=True)
                     _write(rows, args)  # after every row: an interrupted run keeps what it measured
 
@@ -186,7 +208,9 @@ def _write(rows: list[dict], args: argparse.Namespace) -> None:
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
              f"{args.threads}, load average {load:.2f} at the end of the last invocation "
              f"(`python bench/autoattack_vs_torchattacks.py --images {args.images} --seeds {args.seeds} "
-             f"--models {args.models}{' --append' if args.append else ''}`); images and seeds per row as listed. "
+             f"--models {args.models}{' --no-aa' if args.no_aa else ''}"
+             f"{' --no-speed' if args.no_speed else f' --repeats {args.repeats}'}"
+             f"{' --append' if args.append else ''}`); images and seeds per row as listed. "
              "Full run: `--images 100 --seeds 5`. Robust accuracy by onnxruntime for both tools.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_cell(k, r[k]) for k in head) + " |" for r in rows]

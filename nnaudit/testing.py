@@ -134,4 +134,6 @@ def _finish(x64: np.ndarray, target: np.ndarray, eps: float, norm: str, bounds: 
             if size <= eps:
                 break
             out = np.clip(x64 + delta * (eps / size) * (1 - 1e-7), *bounds).astype(dtype)
+            home = x64.astype(dtype)   # x itself is exact in dtype: one ulp towards it shrinks every change by
+            out = np.where(out != home, np.nextafter(out, home), out)   # more than the cast's rounding added
     return np.clip(out, np.asarray(bounds[0], dtype), np.asarray(bounds[1], dtype))

@@ -35,7 +35,7 @@ from nnaudit.reports.store import JobStatus, ResultStore
 
 #: samples per job unless --chunk says otherwise (coarse: the attacks' own batch is 256)
 DEFAULT_CHUNK = 128
-NORMS = ("l0", "l2", "linf")
+NORMS = ("l0", "l2", "linf")   # always measured; a result may add more (FAB in L1: "l1")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def run_batch(network: Any, item: Any, job: Job) -> dict[str, Any]:
     for (eps, attack), cell in ev.cells.items():
         res = cell.result
         ok = np.zeros(0, dtype=bool) if res is None else res.success
-        norms = {k: res.norms[k][ok].tolist() for k in NORMS} if res is not None else {k: [] for k in NORMS}
+        norms = {k: v[ok].tolist() for k, v in res.norms.items()} if res is not None else {k: [] for k in NORMS}
         cells.append({"eps": eps, "attack": attack, "broken": (np.flatnonzero(cell.broken) + lo).tolist(),
                       "norms": norms, "mismatches": int(cell.mismatches), "time_s": float(cell.time_s)})
     examples = ev.to_dict(examples=c.examples)["examples"]
@@ -144,8 +144,8 @@ def merge(campaign: AttackCampaign, batches: list[dict[str, Any]]) -> tuple[Any,
         for cell in batch["cells"]:
             key = (float(cell["eps"]), cell["attack"])
             broken.setdefault(key, np.zeros(n, dtype=bool))[np.asarray(cell["broken"], dtype=np.int64)] = True
-            for k in NORMS:
-                norms.setdefault(key, {m: [] for m in NORMS})[k].extend(cell["norms"][k])
+            for k, values in cell["norms"].items():   # l0/l2/linf, and l1 for an L1 run
+                norms.setdefault(key, {m: [] for m in NORMS}).setdefault(k, []).extend(values)
             total = counts.setdefault(key, [0, 0.0])
             total[0] += cell["mismatches"]
             total[1] += cell["time_s"]

@@ -146,7 +146,7 @@ def _norm(v: Any, base: Path) -> str:
     try:
         return Norm.parse(_string(v, base)).value
     except ConfigError:
-        raise Bad(f"expected one of linf, l2, l0, got {show(v)}") from None
+        raise Bad(f"expected one of linf, l2, l1, l0, got {show(v)}") from None
 
 
 def _attacks(v: Any, base: Path) -> tuple[str, ...]:

@@ -88,7 +88,7 @@ def _check_option_types(options: dict[str, dict[str, Any]]) -> None:
 @click.option("--target-classes", type=COUNT, default=None,
               help="Target classes per sample for --targeted, APGD-T and FAB-T [default: 9, fewer when the model has fewer].")
 @click.option("--eps", default="0.1", show_default=True, help="Comma-separated radii (for l0: numbers of changed input values).")
-@click.option("--norm", type=click.Choice(["linf", "l2", "l0"]), default="linf", show_default=True, help="Threat-model norm.")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1", "l0"]), default="linf", show_default=True, help="Threat-model norm (l1: fab, fab-t only).")
 @click.option("--low", default=0.0, show_default=True, help="Smallest valid input value (data outside is an error).")
 @click.option("--high", default=1.0, show_default=True, help="Largest valid input value.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")

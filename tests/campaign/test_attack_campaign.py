@@ -182,3 +182,12 @@ def test_a_batch_that_raises_is_an_error_naming_it_and_its_row_is_kept(tmp_path:
         with pytest.raises(CampaignError, match=r"2 of 2 batches raised, .*\(samples:0-4: ModelLoadError"):
             run_batches(campaign, executor, store)
         assert {r.status for r in store.iter()} == {JobStatus.ERROR} and store.count() == 2
+
+
+def test_an_l1_campaign_keeps_the_l1_sizes_of_its_successes(tmp_path: Path) -> None:
+    args = ["--data", "digits", "--limit", "12", "--attacks", "fab", "--norm", "l1", "--eps", "3.0"]
+    _, _, single = _attack(tmp_path, "single", *args)
+    _, _, camp = _attack(tmp_path, "camp", *args, "--store", str(tmp_path / "r.db"), "--workers", "1", "--chunk", "4")
+    for doc in (single, camp):
+        med = doc["results"][0]["median_perturbation"]["fab"]
+        assert med is not None and set(med) == {"l0", "l1", "l2", "linf"} and 0 < med["l1"] <= 3.0

@@ -87,7 +87,7 @@ def test_pyproject_tool_table_is_read_and_found(tmp_path: Path) -> None:
     (('eps = 0.05', 'eps = "big"'), "key 'eps': expected a finite number, got 'big'"),
     (('patch = 2', 'patch = 0'), "key 'patch': expected an integer >= 1, got 0"),
     (('min_robust_accuracy = 0.5', 'min_robust_accuracy = 1.5'), "expected a number in [0, 1], got 1.5"),
-    (('min_robust_accuracy = 0.5', 'min_robust_accuracy = 0.5\nnorm = "l7"'), "key 'norm': expected one of linf, l2, l0"),
+    (('min_robust_accuracy = 0.5', 'min_robust_accuracy = 0.5\nnorm = "l7"'), "key 'norm': expected one of linf, l2, l1, l0"),
     (('"apgd"]', '"apgd", "magic"]'), "key 'attacks': expected attack names from"),
     (('model = "net.onnx"', 'model = "missing.onnx"'), "missing.onnx not found"),
     (('data = "digits"\npatch', 'data = "nope.npz"\npatch'), "nope.npz not found"),
