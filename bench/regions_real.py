@@ -16,6 +16,11 @@ one-at-a-time bound (``spec_bounds`` over the full network and the hull) on the 
 the same hulls with CROWN; it does not import with this environment's numpy 2 and torch 2.13 (the
 markdown records the error; no numbers are given for it).
 
+``--bank`` (default 1) lets a region spend, on top of its ``--timeout-per-region``, what the image's
+earlier regions left unused, up to that many timeouts more (an image never takes more than its
+regions' timeouts together); ``--bank 0`` is the fixed budget per region.  A run of some settings keeps
+the other settings' rows of the existing CSV and table (the command line names them).
+
     python bench/regions_real.py --images 100
     python bench/regions_real.py --images 5 --settings mnist,cifar-0.05-2
 
@@ -85,7 +90,7 @@ def load_setting(s: Setting):  # noqa: ANN201
     return net, reference(net), d["x"], d["y"]
 
 
-def run_setting(s: Setting, images: int, timeout: float) -> tuple[dict, list]:
+def run_setting(s: Setting, images: int, timeout: float, bank: float = 0.0) -> tuple[dict, list]:
     """One setting: counts and times, and the ``(context, family)`` of the bounds-decided regions."""
     from nnaudit.verify.regions.api import RegionConfig, check_image
     from nnaudit.verify.regions.check import make_context
@@ -94,7 +99,7 @@ def run_setting(s: Setting, images: int, timeout: float) -> tuple[dict, list]:
     start = time.perf_counter()
     net, ort, x, y = load_setting(s)
     manip = Manipulation(step=s.step, steps=s.steps)
-    config = RegionConfig(timeout_per_region=timeout)
+    config = RegionConfig(timeout_per_region=timeout, bank=bank)
     times, bound_times, verdicts, hulls, skipped, relu = [], [], {}, [], 0, 0
     for i in range(images):
         res = check_image(net, x[i], int(y[i]), s.grid, manip, config=config, ort=ort, index=i)
@@ -159,6 +164,9 @@ def main() -> None:
     ap.add_argument("--timeout-per-region", type=float, default=10.0, help="seconds per region")
     ap.add_argument("--reference", type=int, default=16, help="hulls timed with today's full-network bound")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--bank", type=float, default=1.0,
+                    help="time bank: a region may also spend what the image's earlier regions left unused of "
+                         "their --timeout-per-region, up to this many timeouts more (0: a fixed budget per region)")
     args = ap.parse_args()
     import torch
 
@@ -172,7 +180,7 @@ def main() -> None:
     start_all = time.perf_counter()
     table = []
     for s in [s for s in SETTINGS if s.key in keys]:
-        row, hulls = run_setting(s, args.images, args.timeout_per_region)
+        row, hulls = run_setting(s, args.images, args.timeout_per_region, args.bank)
         row.update(reference(hulls, args.reference))
         print(row, flush=True)
         table.append(row)
@@ -194,16 +202,34 @@ RSS so far (settings run in order in one process). Cone passes bound at most 32 
 images); a single image's regions are one pass each (their cones differ)."""
 
 
+def merged(table: list[dict]) -> tuple[list[dict], list[str]]:
+    """This run's rows with the earlier rows of the settings it did not run (from the CSV), in
+    :data:`SETTINGS` order, and the keys of the kept earlier rows."""
+    path = RESULTS / "regions_real.csv"
+    earlier = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            earlier = {r["setting"]: r for r in csv.DictReader(f)}
+    new = {r["setting"]: r for r in table}
+    kept = [k for k in earlier if k not in new]
+    rows = {**earlier, **new}
+    order = [s.key for s in SETTINGS if s.key in rows] + [k for k in rows if k not in {s.key for s in SETTINGS}]
+    return [rows[k] for k in order], kept
+
+
 def write(table: list[dict], args: argparse.Namespace, lirpa: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    table, kept = merged(table)
     with open(RESULTS / "regions_real.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(table)
     lines = ["# Region safety on real networks: the bounds route's speed\n",
              f"Command: `python bench/regions_real.py --images {args.images} --settings {args.settings} "
-             f"--timeout-per-region {args.timeout_per_region} --threads {args.threads}`; "
-             f"wall time {args.wall_s:.0f} s.\n", f"Machine: {machine()}.\n",
+             f"--timeout-per-region {args.timeout_per_region} --threads {args.threads} --bank {args.bank}`; "
+             f"wall time {args.wall_s:.0f} s."
+             + (f" Rows {', '.join(kept)}: kept from earlier runs (see the notes).\n" if kept else "\n"),
+             f"Machine: {machine()}.\n",
              "auto_LiRPA 0.3 (speed and tightness anchor): "
              + ("imports, but this script has no comparison with it yet" if lirpa == "ok"
                 else f"does not import: `{lirpa}`") + ".\n",

@@ -46,6 +46,9 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
 @click.option("--method", type=click.Choice(["exact", "dlv", "both"]), default="exact", show_default=True,
               help="exact: bounds / Z3 / enumeration; dlv: the paper's layer-by-layer search; both.")
 @click.option("--timeout-per-region", type=SECONDS, default=10.0, show_default=True, help="Seconds per region and method.")
+@click.option("--time-bank", type=click.FloatRange(0.0, 100.0), default=0.0, show_default=True,
+              help="exact: a region may also spend what its image's earlier regions left unused of their timeouts, "
+                   "up to this many timeouts more (the image never takes longer than regions x timeout).")
 @click.option("--dlv-layer", type=int, default=1, show_default=True, help="DLV: layer to manipulate (0 = input).")
 @click.option("--dlv-features", type=int, default=4, show_default=True, help="DLV: number of features (numOfFeatures).")
 @click.option("--dlv-dims", type=int, default=3, show_default=True, help="DLV: dimensions per feature (featureDims).")
@@ -152,6 +155,7 @@ class RegionsOptions:
     budget_l0: int | None
     method: str
     timeout_per_region: float
+    time_bank: float
     dlv_layer: int
     dlv_features: int
     dlv_dims: int
@@ -213,8 +217,8 @@ class RegionsOptions:
         dlv = DLVConfig(layer=self.dlv_layer, num_features=self.dlv_features, feature_dims=self.dlv_dims,
                         mode=self.dlv_mode, exit_when="all" if self.dlv_all else "first", search=self.dlv_search,
                         heuristic=self.dlv_heuristic, depth=self.dlv_depth)
-        return RegionConfig(timeout_per_region=self.timeout_per_region, exact=replace(ExactConfig(), seed=self.seed),
-                            dlv=dlv)
+        return RegionConfig(timeout_per_region=self.timeout_per_region, bank=self.time_bank,
+                            exact=replace(ExactConfig(), seed=self.seed), dlv=dlv)
 
     def plan(self, network: Any, count: int) -> RunPlan:
         """The :class:`~nnaudit.verify.regions.run.RunPlan` over ``count`` images of ``network``'s input."""

@@ -209,3 +209,20 @@ def test_the_json_records_how_the_bounds_were_batched(tmp_path: Path) -> None:
     dlv = tmp_path / "d.json"
     invoke(*DLV, "--json", str(dlv))
     assert json.loads(dlv.read_text())["bounds"] is None
+
+
+def test_time_bank_reaches_the_config_is_recorded_and_keeps_the_verdicts(tmp_path: Path) -> None:
+    base = ["--data", "digits", "--limit", "2", "--step", "0.2", "--steps", "2", "--grid", "2x2"]
+    docs = []
+    for bank in ("0", "1.5"):
+        out = tmp_path / f"b{bank}.json"
+        res = CliRunner().invoke(cli, ["regions", str(zoo.path("digits-ffn")), *base, "--time-bank", bank,
+                                       "--json", str(out)])
+        assert res.exit_code in (0, 1), res.output
+        docs.append(json.loads(out.read_text()))
+    assert "bank" not in docs[0]["settings"] and docs[1]["settings"]["bank"] == 1.5
+    verdicts = [[[r["verdict"] for r in img["regions"]] for img in d["images"]] for d in docs]
+    assert verdicts[0] == verdicts[1] and any(verdicts[0])
+    again = CliRunner().invoke(cli, ["regions", str(zoo.path("digits-ffn")), *base, "--time-bank", "1.5",
+                                     "--json", str(tmp_path / "b0.json"), "--resume"])
+    assert again.exit_code == 2 and "settings differ" in again.output, again.output

@@ -58,13 +58,19 @@ class RegionConfig:
     """Settings of a region check."""
 
     timeout_per_region: float = 10.0                        # seconds per region and method
+    bank: float = 0.0                                       # exact method: a region may also spend the time the
+                                                            # image's earlier regions left unused, up to this many
+                                                            # timeout_per_region more (0: a fixed budget per region)
     exact: ExactConfig = field(default_factory=ExactConfig)  # bounds / attack / enumeration / Z3 routes
     dlv: DLVConfig = field(default_factory=DLVConfig)        # the layer-by-layer search
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return asdict(self)
+        out = asdict(self)
+        if not self.bank:
+            del out["bank"]      # the fixed budget per region, as files written before the bank say
+        return out
 
 
 def method_list(method: str) -> list[str]:
@@ -149,17 +155,32 @@ def check_image(network: Any, x: np.ndarray, label: int | None,
     bounds = batch_bounds([ctx] * len(fams), list(fams.values()), config) if fams else []
     share = (time.perf_counter() - made) / max(len(fams), 1)       # families and bounds, per region
     bound = {rid: dict(b, bound_share_s=share) for rid, b in zip(fams, bounds)}
-    results = []
-    for region in region_list:
-        for m in methods:
-            key = (region.id, m)
-            if key not in done:
-                done[key] = check_region(ctx, region, manip, m, config, bound=bound.get(region.id) if m == "exact"
-                                         else None, fam=fams.get(region.id))
-                if on_result is not None:
-                    on_result(done[key])
-            results.append(done[key])
+    bank = 0.0
+    for region, m in _work_order(region_list, methods, bound, config):
+        if (region.id, m) in done:
+            continue
+        extra = min(bank, config.bank * config.timeout_per_region) if m == "exact" and config.bank else 0.0
+        done[(region.id, m)] = res = check_region(ctx, region, manip, m, config, bound=bound.get(region.id)
+                                                  if m == "exact" else None, fam=fams.get(region.id), extra_s=extra)
+        if m == "exact" and config.bank:
+            bank = max(0.0, bank + config.timeout_per_region - res.time_s)
+        if on_result is not None:
+            on_result(res)
+    results = [done[(region.id, m)] for region in region_list for m in methods]
     return ImageResult(index, label, ctx.label, shape, ctx.x0, tuple(results))
+
+
+def _work_order(regions: Sequence[ImageRegion], methods: Sequence[str], bound: Mapping[int, dict],
+                config: RegionConfig) -> list[tuple[ImageRegion, str]]:
+    """The ``(region, method)`` pairs in the order they are checked: the regions' order, or with a
+    time bank (``config.bank``) first the regions the hull bound proves (at once), then the others
+    from the most negative bound margin up (mostly unsafe, and found in well under a second), so
+    the time they leave goes to the hard ones after them."""
+    order = list(regions)
+    if config.bank:
+        margin = {r.id: float(bound.get(r.id, {}).get("bound_margin", -np.inf)) for r in order}
+        order.sort(key=lambda r: (margin[r.id] <= 0, margin[r.id]))
+    return [(r, m) for r in order for m in methods]
 
 
 def batch_bounds(ctxs: Sequence[RegionContext], fams: Sequence[Family], config: RegionConfig) -> list[dict]:
@@ -172,13 +193,15 @@ def batch_bounds(ctxs: Sequence[RegionContext], fams: Sequence[Family], config: 
 
 
 def check_region(ctx: RegionContext, region: ImageRegion, manip: Manipulation, method: str,
-                 config: RegionConfig, *, bound: dict | None = None, fam: Family | None = None) -> RegionResult:
+                 config: RegionConfig, *, bound: dict | None = None, fam: Family | None = None,
+                 extra_s: float = 0.0) -> RegionResult:
     """One region by one method (``"exact"`` or ``"dlv"``); ``bound``: its hull bound from
     :func:`batch_bounds` (its ``bound_share_s`` of the batch's time counts as the region's),
-    ``fam``: its family if already made."""
+    ``fam``: its family if already made; ``extra_s``: seconds on top of ``timeout_per_region``
+    (from the image's time bank)."""
     share = float((bound or {}).get("bound_share_s", 0.0))
     start = time.perf_counter() - share
-    deadline = start + config.timeout_per_region
+    deadline = start + config.timeout_per_region + extra_s
     fam = fam if fam is not None else make_family(ctx.x0, region.pixels, manip)
     if method == "exact":
         out, stats = check_exact(ctx, fam, config.exact, deadline, bound=bound)
