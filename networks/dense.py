@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,46 +132,13 @@ def agrees_with_runtime(chain: DenseChain, ort: Any, lower: np.ndarray, upper: n
     return bool(np.max(np.abs(ours - theirs)) / scale <= rtol)
 
 
-#: (set, get) symbol names of OpenBLAS builds NumPy ships with or links to
-_BLAS_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-                 ("openblas_set_num_threads", "openblas_get_num_threads"))
-
-
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Run the block with OpenBLAS on one thread, then restore its count (as the torch route
-    sets torch's threads): the dense route's products are small ((6,400, 50) @ (50, 50)), and
-    OpenBLAS's threads made one 5x slower on the shared 2-core machine (0.8 ms -> 4 ms).
-    Without an OpenBLAS that NumPy loaded (another BLAS), the block runs as it is."""
-    lib = _openblas()
-    if lib is None:
+    """Run the block with the BLAS NumPy loaded on one thread, then restore its count (as the
+    torch route sets torch's threads): the dense route's products are small ((6,400, 50) @ (50, 50)),
+    and OpenBLAS's threads made one 5x slower on the shared 2-core machine (0.8 ms -> 4 ms)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
-        return
-    set_threads, get_threads = lib
-    before = int(get_threads())
-    set_threads(1)
-    try:
-        yield
-    finally:
-        set_threads(before)
 
-
-def _openblas() -> tuple[Any, Any] | None:
-    """OpenBLAS's (set, get) thread-count functions from the copy this process loaded, or None."""
-    import ctypes
-
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.split()[-1].lower()})
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _BLAS_SYMBOLS:
-            if hasattr(lib, set_name) and hasattr(lib, get_name):
-                return getattr(lib, set_name), getattr(lib, get_name)
-    return None

@@ -40,34 +40,26 @@ class CampaignStats:
                 + (f", {self.errors} errors" if self.errors else ""))
 
 
-def pending(jobs: Sequence[Job], store: ResultStore) -> tuple[list[Job], int]:
-    """The jobs with only their items not in ``store`` (jobs left with none dropped), and how many were skipped.
+def pending(jobs: Sequence[Job], store: ResultStore) -> tuple[list[Job], int, int]:
+    """The jobs with only their items not in ``store`` (jobs left with none dropped), how many items were
+    skipped, and how many of those pending are retried after an error.
 
     Items stored as errors are pending again: a later run retries them (a worker's transient fault, a
     memory budget raised since), and their result then replaces the error row."""
-    out, skipped, known = [], 0, {}
+    out, skipped, retried, known = [], 0, 0, {}
     for job in jobs:
         sha = job.model.sha256 if job.model is not None else ""
-        if (sha, job.settings_hash) not in known:
-            known[(sha, job.settings_hash)] = store.keys(sha, job.settings_hash, JobStatus.OK)
-        have = known[(sha, job.settings_hash)]
+        group = (sha, job.settings_hash)
+        if group not in known:
+            known[group] = (store.keys(sha, job.settings_hash, JobStatus.OK),
+                            store.keys(sha, job.settings_hash, JobStatus.ERROR))
+        have, errors = known[group]
         items = tuple(item for item in job.items if item.key not in have)
         skipped += len(job.items) - len(items)
+        retried += sum(1 for item in items if item.key in errors)
         if items:
             out.append(job if len(items) == len(job.items) else replace(job, items=items))
-    return out, skipped
-
-
-def _retried(jobs: Sequence[Job], store: ResultStore) -> int:
-    """How many items of ``jobs`` (pending ones) have an error row stored."""
-    errors: dict[tuple[str, str], set[str]] = {}
-    count = 0
-    for job in jobs:
-        sha = job.model.sha256 if job.model is not None else ""
-        if (sha, job.settings_hash) not in errors:
-            errors[(sha, job.settings_hash)] = store.keys(sha, job.settings_hash, JobStatus.ERROR)
-        count += sum(1 for item in job.items if item.key in errors[(sha, job.settings_hash)])
-    return count
+    return out, skipped, retried
 
 
 def run_campaign(executor: Executor, store: ResultStore, jobs: Sequence[Job], *,
@@ -75,8 +67,8 @@ def run_campaign(executor: Executor, store: ResultStore, jobs: Sequence[Job], *,
     """Run the items of ``jobs`` not yet in ``store`` on ``executor``, storing every result as it arrives.
 
     ``on_rows(rows)`` is called after each job's rows are committed (progress)."""
-    todo, skipped = pending(jobs, store)
-    stats = CampaignStats(items=sum(len(j.items) for j in jobs), skipped=skipped, retried=_retried(todo, store))
+    todo, skipped, retried = pending(jobs, store)
+    stats = CampaignStats(items=sum(len(j.items) for j in jobs), skipped=skipped, retried=retried)
     for job in todo:
         if job.model is not None:
             store.add_model(job.model.sha256, job.model.path)

@@ -189,14 +189,16 @@ def prepare_verify(check: VerifyCheck, run: RunSettings, cache: RunCache) -> Run
 
 
 @contextmanager
-def naming_key(check: Check, key: str) -> Iterator[None]:
-    """Bad input found while checking ``key``'s value: the message names the checks file, the check and the key."""
+def naming_key(check: Check, key: str | None = None) -> Iterator[None]:
+    """Bad input found inside the block: the message names the checks file and the check (issue #23),
+    and ``key`` when the block checks that key's value."""
     try:
         yield
     except NnauditError as exc:
         if not check.source or check.source in str(exc):
             raise
-        raise ConfigError(f"{check.source}, key {key!r}: {exc}") from exc
+        where = check.source if key is None else f"{check.source}, key {key!r}"
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 PREPARE: dict[str, Callable[[Any, RunSettings, RunCache], Runner]] = {

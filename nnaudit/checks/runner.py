@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nnaudit.checks.adapters import Runner, RunSettings, prepare
+from nnaudit.checks.adapters import Runner, RunSettings, naming_key, prepare
 from nnaudit.checks.outcome import CheckOutcome, Judgement, Status
 from nnaudit.checks.kinds import Check
 from nnaudit.checks.baseline import Baseline, apply, open_baseline
 from nnaudit.checks.warm import RunCache
-from nnaudit.errors import ConfigError, NnauditError
+from nnaudit.errors import NnauditError
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,8 @@ def run_checks(checks: Sequence[Check], settings: RunSettings = RunSettings(), *
 
 def _prepare_named(check: Check, settings: RunSettings, cache: RunCache) -> Runner:
     """:func:`prepare`, with bad input also naming the checks file and the check (issue #23)."""
-    try:
+    with naming_key(check):
         return prepare(check, settings, cache)
-    except NnauditError as exc:
-        if not check.source or check.source in str(exc):
-            raise
-        raise ConfigError(f"{check.source}: {exc}") from exc
 
 
 def baseline_of(check: Check, settings: RunSettings) -> Path | None:

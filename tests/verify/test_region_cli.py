@@ -88,6 +88,7 @@ def test_ctrl_c_writes_an_incomplete_resumable_file(tmp_path: Path, monkeypatch:
     (["--step", "-1"], "step > 0"),
     (["--resume"], "needs --json"),
     (["--data", "nope.npz"], "nope.npz"),
+    (["--time-bank", "-1"], "'--time-bank': -1.0 is not in the range"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:
     res = invoke(*BASE, *args)
