@@ -9,6 +9,12 @@ oval21 instance is ``unsat``: a ``sat`` is WRONG).  The machine's load average i
 with the table, since this 2-core machine is shared.  Rows go to
 ``bench/results/verify_oval21.csv`` (a rerun resumes), the table to ``verify_oval21.md``.
 VNN-COMP 2022 (720 s per instance, GPUs): alpha-beta-CROWN 26/30, MN-BaB 20, VeriNet 18, nnenum 4.
+
+Every oval21 answer is ``unsat``, so a tool that answered ``unsat`` to everything would look perfect.
+Each run therefore adds one *control* per network: the input box of its first instance with the
+property "the label's logit is at most another class's" (``Y_j <= Y_label``), which the box centre
+violates (checked by onnxruntime before use): a control's answer must be ``sat``.  A tool that
+answers ``unsat`` to a control is unsound on this family; the table says so next to its counts.
 """
 
 from __future__ import annotations
@@ -18,8 +24,15 @@ import csv
 import os
 from pathlib import Path
 
+import re
+import tempfile
+
+import numpy as np
+
 from results_file import write_results
 from verify_vnncomp import BENCH, FIELDS, ROOT, TOOLS, instances, result_row, run_one, summarise
+
+CONTROL = "control/"  # prefix of a control's vnnlib column in the CSV
 
 FAMILY = "oval21"
 
@@ -38,13 +51,15 @@ def main() -> None:
     done = list(csv.DictReader(open(out_csv))) if out_csv.exists() else []
     seen = {(r["tool"], r["onnx"], r["vnnlib"]) for r in done}
     loads = [os.getloadavg()[0]]
+    scratch = Path(tempfile.mkdtemp(prefix="oval21-controls-"))
     with open(out_csv, "a", newline="") as fh:
         writer = csv.DictWriter(fh, FIELDS)
         if not done:
             writer.writeheader()
-        for onnx, vnnlib, expected in instances(FAMILY, args.limit):
+        for onnx, vnnlib, expected in instances(FAMILY, args.limit) + controls(folder, args.limit, scratch):
             for tool in [t for t in tools if (t, onnx, vnnlib) not in seen]:
-                result, secs = run_one(tool, folder, onnx, vnnlib, args.timeout)
+                path = scratch / vnnlib[len(CONTROL):] if vnnlib.startswith(CONTROL) else folder / vnnlib
+                result, secs = run_one(tool, folder, onnx, str(path), args.timeout)
                 loads.append(os.getloadavg()[0])
                 row = result_row(tool, onnx, vnnlib, expected, result, secs)
                 wrong = int(row["wrong"])
@@ -54,11 +69,49 @@ def main() -> None:
                 print(f"{tool:8s} {vnnlib} expected={expected} got={result} {secs:.1f}s"
                       f"{'  WRONG' if wrong else ''}", flush=True)
     total = len(instances(FAMILY, None))
-    ran = len({(r["onnx"], r["vnnlib"]) for r in done})
+    real = [r for r in done if not r["vnnlib"].startswith(CONTROL)]
+    ran = len({(r["onnx"], r["vnnlib"]) for r in real})
     subset = f"subset of {ran} of {total} instances" if ran < total else "all instances"
     subset += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} during this run (shared machine)"
-    write_results(Path(args.out) / f"verify_{FAMILY}.md", summarise(done, tools, FAMILY, args.timeout, subset))
-    print(summarise(done, tools, FAMILY, args.timeout, subset))
+    text = summarise(real, tools, FAMILY, args.timeout, subset) + control_table(done, tools)
+    write_results(Path(args.out) / f"verify_{FAMILY}.md", text)
+    print(text)
+
+
+def controls(folder: Path, limit: int | None, scratch: Path) -> list[tuple[str, str, str]]:
+    """One violated control property per network of the run (see the module docstring), written to
+    ``scratch``: ``(onnx, CONTROL + file name, "sat")``."""
+    from nnaudit.networks.runtime import OnnxRuntimeModel
+    from nnaudit.verify.vnnlib import parse
+
+    out, nets = [], {}
+    for onnx, vnnlib, _ in instances(FAMILY, limit):
+        nets.setdefault(onnx, vnnlib)
+    for onnx, vnnlib in nets.items():
+        text = (folder / vnnlib).read_text()
+        label = int(re.search(r"\(<=\s*Y_(\d+)\s+Y_\d+\)", text).group(1))
+        box = parse(folder / vnnlib).cases[0][0]
+        centre = ((box.lower + box.upper) / 2).astype(np.float32)
+        y = OnnxRuntimeModel(folder / onnx).run(centre[None])[0]
+        other = int(np.argsort(y)[-2])  # the runner-up: Y_other <= Y_label holds at the centre
+        assert int(np.argmax(y)) == label, f"{vnnlib}: the centre is not classified as {label}"
+        inputs = text[:text.index("(assert (or")]
+        name = Path(vnnlib).stem + "-control.vnnlib"
+        (scratch / name).write_text(inputs + f"(assert (or (and (<= Y_{other} Y_{label}))))\n")
+        out.append((onnx, CONTROL + name, "sat"))
+    return out
+
+
+def control_table(rows: list[dict], tools: list[str]) -> str:
+    """The controls' answers per tool: every one must be ``sat``."""
+    lines = ["", "Controls (one per network, violated at the box centre: the answer must be `sat`):", "",
+             "| tool | controls | sat (right) | unsat (**unsound**) | other |", "|---|---|---|---|---|"]
+    for tool in tools:
+        mine = [r for r in rows if r["tool"] == tool and r["vnnlib"].startswith(CONTROL)]
+        if mine:
+            sat, unsat = (sum(r["result"] == w for r in mine) for w in ("sat", "unsat"))
+            lines.append(f"| {tool} | {len(mine)} | {sat} | {unsat} | {len(mine) - sat - unsat} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -248,9 +248,9 @@ class Network:
     #: ``source`` as it stands (a normalised network: the file with the normalisation prepended)
     reference_onnx: bytes | None = field(default=None, repr=False)
     _torch_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: the lowered form (:func:`nnaudit.networks.lower.lower`), made on first use; not an
-    #: ``__init__`` argument, so ``dataclasses.replace`` gives a changed network its own
-    _lowered: Any = field(default=None, init=False, repr=False, compare=False)
+    #: the lowered forms (:func:`nnaudit.networks.lower.lower`) by their structured-size threshold, made on
+    #: first use; not an ``__init__`` argument, so ``dataclasses.replace`` gives a changed network its own
+    _lowered: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- shapes -----------------------------------------------------------
     @property

@@ -41,6 +41,11 @@ from nnaudit.errors import SolverError
 #: a matrix of an affine edge is kept dense up to this many bytes (regions and Z3 read dense ones),
 #: beyond it structured (an identity, a convolution) where the layer has such a form
 DENSE_BYTES = 64 << 20
+#: the threshold of the complete verifier (:func:`lower`'s ``structured_bytes``): a convolution reads
+#: a few dozen of its thousands of inputs per output, so past about a megabyte its dense matrix is
+#: mostly zeros, and its backward passes cost many times a transposed convolution's (issue #27:
+#: cifar_deep_kw's branch and bound ran 4x faster with its four convolutions kept as convolutions)
+COMPACT_BYTES = 1 << 20
 
 
 class DenseTooLarge(MemoryError):
@@ -196,15 +201,18 @@ class Lowered:
         return pres
 
 
-def lower(network: Any, max_bytes: int | None = None) -> Lowered:
-    """Lower a :class:`~nnaudit.networks.ir.Network`, once per network object (the
-    network keeps its lowered form); a :class:`Lowered` is returned as it is.
-    ``max_bytes``: the memory budget (:class:`DenseTooLarge` instead of a dense matrix over half of it)."""
+def lower(network: Any, max_bytes: int | None = None, structured_bytes: int = DENSE_BYTES) -> Lowered:
+    """Lower a :class:`~nnaudit.networks.ir.Network`, once per network object and threshold (the
+    network keeps its lowered forms); a :class:`Lowered` is returned as it is.
+    ``max_bytes``: the memory budget (:class:`DenseTooLarge` instead of a dense matrix over half of it).
+    ``structured_bytes``: a layer with a structured form (a convolution, an average pool) keeps it when
+    its dense matrix would be larger than this (:data:`COMPACT_BYTES`: wherever the structured form
+    is the cheaper one to multiply by)."""
     if isinstance(network, Lowered):
         return network
-    if network._lowered is None:
-        network._lowered = _lower(network, max_bytes)
-    return network._lowered
+    if structured_bytes not in network._lowered:
+        network._lowered[structured_bytes] = _lower(network, max_bytes, structured_bytes)
+    return network._lowered[structured_bytes]
 
 
 def _lower(network: Any, max_bytes: int | None = None, dense_bytes: int = DENSE_BYTES) -> Lowered:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import ConfigError
+from nnaudit.networks.lower import COMPACT_BYTES
 from nnaudit.verify.bab import BabConfig, run_bab
 from nnaudit.verify.dense_bab import DenseConfig, Route
 from nnaudit.verify.falsify import FalsifyConfig, falsify
@@ -49,6 +50,7 @@ class VerifyConfig:
     bab: BabConfig = field(default_factory=BabConfig)               # phases 2-4
     route: Route = Route.TORCH                                      # the torch route, or the dense route first/only
     dense: DenseConfig = field(default_factory=DenseConfig)         # the dense route (verify/dense_bab.py)
+    structured_bytes: int = COMPACT_BYTES                           # a convolution past this many dense bytes stays one
 
 
 def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyConfig(),
@@ -152,7 +154,7 @@ def _verify(net: Any, spec: Property, prop_name: str, config: VerifyConfig, prog
     if time.monotonic() > deadline:  # lowering a conv net takes a second
         return result(Verdict.TIMEOUT, None, "deadline reached")
     try:
-        low = lower(net, config.max_memory)
+        low = lower(net, config.max_memory, config.structured_bytes)
     except MemoryError as exc:  # DenseTooLarge, or an allocation that failed
         return result(Verdict.UNKNOWN, None, f"memory budget: {exc}")
     bab = replace(config.bab, max_memory=config.max_memory)
