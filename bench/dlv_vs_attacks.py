@@ -123,23 +123,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="DLV steps each side")
     ap.add_argument("--timeout", type=float, default=15.0, help="DLV seconds per image")
     args = ap.parse_args()
+    datasets = args.datasets.split(",")
     rows = []
-    for ds in args.datasets.split(","):
+    for ds in datasets:
         net, x, y = load_dataset(ds, args.images)
         for layer in (int(v) for v in args.layers.split(",")):
             r = run_dlv(net, x, y, layer, args.step, args.steps, args.timeout)
             rows.append(row(ds, f"dlv layer {layer}", r))
             print(rows[-1], flush=True)
+            write(rows, args, datasets)  # after every row: an interrupted run keeps what it measured
         for name in ("fgsm", "jsma"):
             rows.append(row(ds, name + (f" (eps {args.step * args.steps:g})" if name == "fgsm" else ""),
                             run_attack(name, net, x, y, args.step * args.steps)))
             print(rows[-1], flush=True)
-    write(rows, args)
+            write(rows, args, datasets)
 
 
-def write(rows: list[dict], args: argparse.Namespace) -> None:
+def write(rows: list[dict], args: argparse.Namespace, datasets: list[str]) -> None:
+    """The table of ``rows``, with the CSV's rows of the datasets this run does not measure kept
+    (``--datasets mnist`` and ``--datasets cifar`` may run side by side, one process each)."""
     RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "dlv_vs_attacks.csv", "w", newline="") as f:
+    path = RESULTS / "dlv_vs_attacks.csv"
+    kept = [r for r in csv.DictReader(open(path))] if path.exists() else []
+    rows = [r for r in kept if r["dataset"] not in datasets] + rows
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ def run_setting(s: Setting, images: int, timeout: float, bank: float = 0.0) -> t
     config = RegionConfig(timeout_per_region=timeout, bank=bank)
     times, bound_times, verdicts, hulls, skipped, relu = [], [], {}, [], 0, 0
     for i in range(images):
+        if i and i % 10 == 0:   # progress on stderr, so that a long run can be read before it ends
+            print(f"{s.key}: {i} images, {time.perf_counter() - start:.0f} s, {verdicts}", file=sys.stderr, flush=True)
         res = check_image(net, x[i], int(y[i]), s.grid, manip, config=config, ort=ort, index=i)
         skipped += res.skipped is not None
         for r in res.regions:
