@@ -22,6 +22,7 @@ import numpy as np
 
 from nnaudit.adaptation.config import DannConfig
 from nnaudit.adaptation.data import DomainData, Split
+from nnaudit.adaptation.selection import Selection
 from nnaudit.errors import DataError
 
 FOLDS = 5
@@ -63,7 +64,8 @@ def train_on_target(data: DomainData, config: DannConfig) -> float:
 
 def _fit_and_score(data: DomainData, train: Split, test: Split, config: DannConfig, steps: int, train_dann) -> float:
     per_epoch = math.ceil(len(train) / (config.batch_size // 2))
-    plain = dataclasses.replace(config, source_only=False, fixed_lambda=0.0, domain_weight=0.0,
+    # a fixed budget (select=last): here the "source" validation set is the scored target test set
+    plain = dataclasses.replace(config, source_only=False, fixed_lambda=0.0, domain_weight=0.0, select=Selection.LAST,
                                 a_distance_every=0, epochs=max(1, round(steps / per_epoch)))
     task = DomainData(f"{data.name}-on-target", train, train, data.num_classes, test, test)
     return float(train_dann(task, plain).final["dann"]["target_accuracy"])

@@ -32,6 +32,15 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y)) if len(y) else float("nan")
 
 
+def prediction_entropy(logits: np.ndarray) -> float:
+    """Mean entropy of the softmax of ``logits`` (N, C) divided by ``log C``: 0 when every
+    prediction is certain, 1 when every one is uniform (no labels needed)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    h = -(np.exp(logp) * logp).sum(axis=1)
+    return float(h.mean() / np.log(logits.shape[1])) if len(h) and logits.shape[1] > 1 else 0.0
+
+
 def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
                      max_samples: int = 600, l2: float = 1e-3) -> ADistance:
     """Proxy A-distance between feature sets ``source`` (N, F) and ``target`` (M, F).

@@ -1,6 +1,11 @@
 """Model selection without target labels: which epoch's weights a run keeps.
 
 ``Selection.LAST`` keeps the last epoch (the paper's fixed budget).
+``Selection.ENTROPY`` keeps, over the second half of training, the epoch with
+the lowest source validation error plus the mean entropy of the predictions
+on the unlabelled training target (normalised by ``log C``, so in [0, 1]):
+a misaligned target region sits near the decision boundary and gets
+uncertain predictions (the "low-density separation" view of adaptation).
 ``Selection.BOUND`` keeps, over the second half of training, the epoch with
 the lowest estimate of Ben-David et al.'s target-error bound
 ``source error + 1/2 d_A``: the source validation error plus the domain
@@ -25,12 +30,22 @@ class Selection(str, Enum):
 
     LAST = "last"
     BOUND = "bound"
+    ENTROPY = "entropy"
 
 
 def bound_score(record: dict[str, Any]) -> float:
     """``source error + max(0, 2 * domain_accuracy - 1)`` of a DANN epoch record."""
     d = record["dann"]
     return (1.0 - d["source_accuracy"]) + max(0.0, 2.0 * d["domain_accuracy"] - 1.0)
+
+
+def entropy_score(record: dict[str, Any]) -> float:
+    """``source error + normalised mean target prediction entropy`` of a DANN epoch record."""
+    d = record["dann"]
+    return (1.0 - d["source_accuracy"]) + d["target_entropy"]
+
+
+_SCORES = {Selection.BOUND: bound_score, Selection.ENTROPY: entropy_score}
 
 
 class Selector:
@@ -44,7 +59,7 @@ class Selector:
         """Offer the weights after epoch ``record["epoch"]``."""
         if self.mode is Selection.LAST or record["epoch"] <= self.start:
             return
-        scores = {"dann": bound_score(record)}
+        scores = {"dann": _SCORES[self.mode](record)}
         if base is not None:
             scores["source_only"] = 1.0 - record["source_only"]["source_accuracy"]
         for name, model in (("dann", dann), ("source_only", base)):

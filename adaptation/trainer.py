@@ -34,9 +34,9 @@ from torch import nn
 
 from nnaudit.adaptation.config import DannConfig
 from nnaudit.adaptation.data import DomainData, Split
-from nnaudit.adaptation.metrics import accuracy, proxy_a_distance
+from nnaudit.adaptation.metrics import accuracy, prediction_entropy, proxy_a_distance
 from nnaudit.adaptation.models import DANN, SourceOnly, preset_parts
-from nnaudit.adaptation.selection import Selector
+from nnaudit.adaptation.selection import Selection, Selector
 from nnaudit.adaptation.schedules import adaptation_factor, learning_rate, progress
 from nnaudit.errors import ConfigError, DataError
 
@@ -364,6 +364,8 @@ def _epoch_record(epoch: int, state: _TrainState, data: DomainData, losses: dict
     d.pop("_logits")
     dann = {**d, "label_loss": losses["label_loss"], "domain_loss": losses["domain_loss"],
             "lambda": state.lam, "lr": state.lr}
+    if cfg.select is Selection.ENTROPY:  # inputs only: the unlabelled training target
+        dann["target_entropy"] = prediction_entropy(_forward(state.dann, data.target.x, state.device)[0])
     if cfg.a_distance_every and (epoch + 1) % cfg.a_distance_every == 0:
         dann["a_distance"] = proxy_a_distance(fs, ft, seed=cfg.seed, max_samples=cfg.a_distance_samples).value
     record: dict[str, Any] = {"epoch": epoch + 1, "dann": _rounded(dann)}

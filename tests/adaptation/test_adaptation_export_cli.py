@@ -54,7 +54,9 @@ def test_cli_adapt_moons(tmp_path: Path) -> None:
     assert doc["complete"] is True and doc["task"] == "moons" and doc["device"] == "cpu"
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2, 3]
     for model in ("source_only", "dann"):
-        assert set(doc["final"][model]) == {"source_accuracy", "target_accuracy", "a_distance", "a_distance_logits"}
+        assert set(doc["final"][model]) == {"source_accuracy", "target_accuracy", "a_distance", "a_distance_logits",
+                                            "selected_epoch"}
+        assert doc["final"][model]["selected_epoch"] in (2, 3)  # the moons preset selects in the second half
     pca = doc["features"]["pca"]
     assert len(pca["before"]["source"]) == 300 and len(pca["after"]["target"][0]) == 2
     db = doc["decision_boundary"]

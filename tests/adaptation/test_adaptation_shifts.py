@@ -123,3 +123,18 @@ def test_train_on_target_transductive_cross_validation() -> None:
     assert train_on_target(noise, cfg) <= 0.75
     with pytest.raises(DataError, match="needs target labels"):
         train_on_target(DomainData("t", Split(x, y), Split(x), 2), cfg)
+
+
+def test_train_on_target_keeps_a_fixed_budget_whatever_the_selection(monkeypatch) -> None:
+    """Its "source" validation set is the scored target test set, so it must never select an epoch on it."""
+    import nnaudit.adaptation.trainer as trainer
+
+    seen = []
+    real = trainer.train_dann
+    monkeypatch.setattr(trainer, "train_dann", lambda data, cfg, **kw: seen.append(cfg) or real(data, cfg, **kw))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    cfg = DannConfig(epochs=4, batch_size=16, preset="mlp", mlp_hidden=(8,), a_distance_every=0, device="cpu", select="entropy")
+    assert 0.0 <= train_on_target(DomainData("t", Split(x, y), Split(x, y), 2, Split(x, y), Split(x, y)), cfg) <= 1.0
+    assert [c.select.value for c in seen] == ["last"]

@@ -27,7 +27,7 @@ def test_dann_beats_source_only_on_rotated_moons(moons_run) -> None:
     assert final["dann"]["source_accuracy"] > 0.95
     # the rotation breaks the source-only classifier; DANN recovers most of the target
     assert final["source_only"]["target_accuracy"] < 0.85
-    assert final["dann"]["target_accuracy"] > 0.9
+    assert final["dann"]["target_accuracy"] > 0.95  # 99.7 % on seed 0 with 1,000 scored points (bench/dann.py)
     assert final["dann"]["target_accuracy"] > final["source_only"]["target_accuracy"] + 0.1
 
 
@@ -213,3 +213,32 @@ def test_domain_bn_keeps_the_source_out_of_the_running_statistics() -> None:
     # the source half was normalised with its own batch statistics: its class logits are those of the source batch alone
     alone = copy.deepcopy(dann)
     assert torch.allclose(cls, alone.label_head(alone.features(xs)), atol=1e-5)
+
+
+def test_entropy_selection_keeps_the_best_scored_epoch_without_target_labels() -> None:
+    """``select=entropy`` keeps the second-half epoch with the lowest source error + target entropy,
+    restores its weights, and chooses the same epoch when the target has no labels at all."""
+    from dataclasses import replace
+
+    from nnaudit.adaptation.data import Split
+    from nnaudit.adaptation.selection import entropy_score
+
+    task = moons_task(seed=2, n_test=100)
+    cfg = _short(epochs=8, select="entropy", a_distance_every=0)
+    run = train_dann(task, cfg)
+    second_half = [r for r in run.epochs if r["epoch"] > 4]
+    best = min(second_half, key=entropy_score)
+    assert run.final["dann"]["selected_epoch"] == best["epoch"]
+    assert run.final["dann"]["target_accuracy"] == pytest.approx(best["dann"]["target_accuracy"], abs=1e-6)
+    assert all(0.0 <= r["dann"]["target_entropy"] <= 1.0 for r in second_half)
+    blind = train_dann(replace(task, target=Split(task.target.x), target_test=Split(task.target_eval.x)), cfg)
+    assert blind.final["dann"]["selected_epoch"] == best["epoch"]
+    assert blind.final["dann"]["target_accuracy"] is None
+
+
+def test_prediction_entropy_is_normalised() -> None:
+    from nnaudit.adaptation.metrics import prediction_entropy
+
+    assert prediction_entropy(np.zeros((5, 10))) == pytest.approx(1.0)
+    assert prediction_entropy(np.array([[50.0, 0.0, 0.0], [0.0, 0.0, 50.0]])) == pytest.approx(0.0, abs=1e-12)
+    assert 0.0 < prediction_entropy(np.array([[1.0, 0.0], [0.0, 2.0]])) < 1.0
