@@ -59,7 +59,10 @@ def test_the_whole_ball_is_reachable_and_failures_shrink_to_x(norm: str) -> None
 
 def test_l0_changes_any_value_anywhere_in_range() -> None:
     x = np.zeros(10)
-    hit = find(perturbations(x, eps=2, norm="l0"), lambda a: a[7] == 1.0 and np.count_nonzero(a) == 2)
+    # a rare event for random draws (one run in a CI clone missed it in the default 1,000 tries):
+    # derandomised, with room, so the test is about the strategy's reach, not about luck
+    hit = find(perturbations(x, eps=2, norm="l0"), lambda a: a[7] == 1.0 and np.count_nonzero(a) == 2,
+               settings=settings(max_examples=5000, derandomize=True, database=None))
     assert hit[7] == 1.0 and np.count_nonzero(hit) == 2
 
 
