@@ -2,6 +2,8 @@
 beside Marabou in the same run (issue #27's development set).
 
     python bench/verify_oval21.py --timeout 60 [--limit N] [--tools nnaudit,marabou]
+    python bench/verify_oval21.py --timeout 300 --tools nnaudit --out bench/results/oval21_300s \
+        --decided-from bench/results/verify_oval21.csv   # only what 60 s left open runs again
 
 Each instance runs in its own process (``nnaudit verify`` with its default workers: all cores)
 under a hard limit of timeout + 10 s; answers are checked against ``expected.csv`` (every
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per instance")
     ap.add_argument("--limit", type=int, default=None, help="an evenly spaced subset of this many instances")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder of the CSV and markdown table")
+    ap.add_argument("--decided-from", default=None,
+                    help="CSV of a run at a shorter timeout: the instances it decided are taken from it, not rerun")
     args = ap.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     if any(t not in TOOLS for t in tools):
@@ -52,10 +56,12 @@ def main() -> None:
     seen = {(r["tool"], r["onnx"], r["vnnlib"]) for r in done}
     loads = [os.getloadavg()[0]]
     scratch = Path(tempfile.mkdtemp(prefix="oval21-controls-"))
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
     with open(out_csv, "a", newline="") as fh:
         writer = csv.DictWriter(fh, FIELDS)
         if not done:
             writer.writeheader()
+        carried = carry_decided(args.decided_from, tools, seen, writer, done) if args.decided_from else 0
         for onnx, vnnlib, expected in instances(FAMILY, args.limit) + controls(folder, args.limit, scratch):
             for tool in [t for t in tools if (t, onnx, vnnlib) not in seen]:
                 path = scratch / vnnlib[len(CONTROL):] if vnnlib.startswith(CONTROL) else folder / vnnlib
@@ -73,9 +79,27 @@ def main() -> None:
     ran = len({(r["onnx"], r["vnnlib"]) for r in real})
     subset = f"subset of {ran} of {total} instances" if ran < total else "all instances"
     subset += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} during this run (shared machine)"
+    if args.decided_from:
+        subset += (f"; {carried} answers decided by the shorter run `{Path(args.decided_from).name}` are taken "
+                   "from it (time as measured there), only the rest ran at this timeout")
     text = summarise(real, tools, FAMILY, args.timeout, subset) + control_table(done, tools)
     write_results(Path(args.out) / f"verify_{FAMILY}.md", text)
     print(text)
+
+
+def carry_decided(path: str, tools: list[str], seen: set, writer: csv.DictWriter, done: list[dict]) -> int:
+    """Copy the rows of ``path`` (a run at a shorter timeout) that decided an instance (``unsat`` or
+    ``sat``, controls included) for one of ``tools`` into this run: a search decided within the shorter
+    timeout is decided within the longer one, so only the others need the longer runs."""
+    carried = 0
+    for row in csv.DictReader(open(path)):
+        key = (row["tool"], row["onnx"], row["vnnlib"])
+        if row["tool"] in tools and row["result"] in ("unsat", "sat") and key not in seen:
+            writer.writerow(row)
+            done.append(row)
+            seen.add(key)
+            carried += 1
+    return carried
 
 
 def controls(folder: Path, limit: int | None, scratch: Path) -> list[tuple[str, str, str]]:

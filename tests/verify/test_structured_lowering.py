@@ -146,23 +146,15 @@ def test_the_verifier_on_convolutions_kept_as_convolutions_agrees_with_the_dense
     points of the box, "violated" confirmed by onnxruntime on the file."""
     from nnaudit.verify.engine import VerifyConfig, counterexample_ok, verify_property
     from nnaudit.verify.results import Verdict
-    from nnaudit.verify.spec import robustness_property
 
-    path = verify_nets.cnn(tmp_path, seed % 7)
-    net = load(path)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 1, net.input_size)
-    label = int(net.predict(x.reshape((1,) + net.input_shape))[0])
-    prop = robustness_property(x - eps, x + eps, label, net.output_size)
+    path, x, label, prop = verify_nets.cnn_case(tmp_path, seed, eps)
     verdicts = {}
     for structured in (0, 64 << 20):
         res = verify_property(load(path), prop, config=VerifyConfig(timeout_s=6, structured_bytes=structured))
         verdicts[structured] = res.verdict
         if res.verdict is Verdict.VIOLATED:
             assert counterexample_ok(path, prop, res.counterexample.x)
-    pts = x + eps * rng.uniform(-1, 1, (4000, net.input_size))
-    sampled_violation = bool((net.predict(pts.reshape((-1,) + net.input_shape)) != label).any())
     decided = {Verdict.HOLDS, Verdict.VIOLATED}
     if verdicts[0] in decided and verdicts[64 << 20] in decided:
         assert verdicts[0] is verdicts[64 << 20]
-    assert not (verdicts[0] is Verdict.HOLDS and sampled_violation)
+    assert not (verdicts[0] is Verdict.HOLDS and verify_nets.sampled_violation(path, x, eps, label, seed))

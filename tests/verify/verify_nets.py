@@ -53,3 +53,25 @@ def residual(tmp: Path, seed: int) -> Path:
              "w2": _w(rng, 4, 3), "b2": rng.normal(0, .2, 4).astype(np.float32),
              "w3": _w(rng, 2, 8), "b3": rng.normal(0, .2, 2).astype(np.float32)}
     return save(make_model(nodes, ("x", ["N", 3]), ("y", ["N", 2]), inits), tmp / f"res{seed}.onnx")
+
+
+def cnn_case(tmp: Path, seed: int, eps: float) -> tuple[Path, np.ndarray, int, object]:
+    """A small conv net (:func:`cnn`), a random input in [0, 1], its label and the L-inf robustness
+    property of radius ``eps`` around it: (path, x, label, property)."""
+    from nnaudit.networks import load
+    from nnaudit.verify.spec import robustness_property
+
+    path = cnn(tmp, seed % 7)
+    net = load(path)
+    x = np.random.default_rng(seed).uniform(0, 1, net.input_size)
+    label = int(net.predict(x.reshape((1,) + net.input_shape))[0])
+    return path, x, label, robustness_property(x - eps, x + eps, label, net.output_size)
+
+
+def sampled_violation(path: Path, x: np.ndarray, eps: float, label: int, seed: int, count: int = 4000) -> bool:
+    """Whether one of ``count`` random points of the eps-box around ``x`` is not classified ``label``."""
+    from nnaudit.networks import load
+
+    net = load(path)
+    pts = x + eps * np.random.default_rng(seed + 1).uniform(-1, 1, (count, net.input_size))
+    return bool((net.predict(pts.reshape((-1,) + net.input_shape)) != label).any())

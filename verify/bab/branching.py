@@ -9,9 +9,10 @@
   coefficients) does not, and stands only where no width moves the bound.
 - ReLU splitting (wide inputs, e.g. MNIST): fix the phase of the unstable neuron maximising
   ``w(lambda_j) * (-l_j u_j / (u_j - l_j))``: its coefficient in the optimised bound
-  (``-lambda`` when negative, :data:`POSITIVE_WEIGHT` ``* lambda`` when positive) times the
-  height of its triangle relaxation (BaBSR-like).  Children start from their parent's
-  optimised slopes and multipliers (a warm start, memory-capped by ``warm_bytes``).
+  (``-lambda`` when negative, ``positive_weight * lambda`` when positive) times the
+  height of its triangle relaxation (BaBSR-like).  The weight depends on the network
+  (:func:`positive_weight`).  Children start from their parent's optimised slopes and
+  multipliers (a warm start, memory-capped by ``warm_bytes``).
 
 The measurements behind these choices, and the heuristics that lost, are in
 ``docs/verifier.md``.
@@ -30,9 +31,25 @@ from nnaudit.verify.bab.queue import Chunk
 from nnaudit.verify.bounds import LayerBounds, SpecBound, compute_bounds, spec_lower
 
 #: ReLU scores: weight of a positive coefficient (the neuron's optimised lower line) against a
-#: negative one (the triangle's upper line, whose whole height the split removes); mnist_fc
-#: 256x4 prop 3 eps 0.05: 475 sub-domains with weight 1, 127 with 0.5, 239 with 0.25
+#: negative one (the triangle's upper line, whose whole height the split removes), on fully
+#: connected networks; mnist_fc 256x4 prop 3 eps 0.05: 475 sub-domains with weight 1, 127 with
+#: 0.5, 239 with 0.25, 1,471 with 0 (prop 11: 3,897 with 0.5, a timeout with 0)
 POSITIVE_WEIGHT = 0.5
+#: the same on networks with convolutions; oval21 cifar_base_kw img8194: 15,641 sub-domains
+#: (52 s) with 0.5, 30,159 with 1, 1,691 (8 s) with 0
+CONV_POSITIVE_WEIGHT = 0.0
+
+
+def positive_weight(low: Lowered, config: BabConfig) -> float:
+    """The weight of positive coefficients in the ReLU scores: ``config.positive_weight``, or by
+    the network: :data:`CONV_POSITIVE_WEIGHT` when some ReLU acts on a feature map (a
+    convolution's output), else :data:`POSITIVE_WEIGHT`.  Measured, not derived: the positive
+    part steers splits to the dense layers' ReLUs, which pays on mnist_fc and not after
+    convolutions (numbers above and in docs/verifier.md)."""
+    if config.positive_weight is not None:
+        return config.positive_weight
+    spatial = any(n.kind == "relu" and sum(d > 1 for d in n.in_shape) > 1 for n in low.nodes)
+    return CONV_POSITIVE_WEIGHT if spatial else POSITIVE_WEIGHT
 
 
 class Brancher:
@@ -40,6 +57,7 @@ class Brancher:
 
     def __init__(self, low: Lowered, c: torch.Tensor, d: torch.Tensor, config: BabConfig, relu_mode: bool) -> None:
         self.low, self.c, self.d, self.cfg, self.relu_mode = low, c, d, config, relu_mode
+        self.positive_weight = positive_weight(low, config)
 
     def split(self, sub: Chunk, sb: SpecBound, b: LayerBounds, idx: np.ndarray, rows: np.ndarray,
               pending: int) -> Chunk:
@@ -131,7 +149,7 @@ class Brancher:
                 continue
             lo, hi = b.pre_lo[k].numpy()[idx], b.pre_hi[k].numpy()[idx]
             raw = coeff.detach().numpy()[idx, rows]
-            lam = np.maximum(-raw, 0) + POSITIVE_WEIGHT * np.maximum(raw, 0)
+            lam = np.maximum(-raw, 0) + self.positive_weight * np.maximum(raw, 0)
             unstable = (lo < 0) & (hi > 0) & (splits[k] == 0)
             height = np.where(unstable, -lo * hi / np.maximum(hi - lo, 1e-300), 0.0)
             scores.append(np.where(unstable, lam * height + 1e-12 * height, -1.0))

@@ -54,6 +54,8 @@ class BabConfig:
     refalsify_after: float = 2.0   # seconds of search before the first round (quick instances pay nothing)
     seed: int = 0                  # seed of the renewed rounds (shared-search members get different ones)
     warm_bytes: int = 1 << 30      # ReLU splitting: memory for the queue's warm starts (beyond it, children start cold)
+    positive_weight: float | None = None  # ReLU splitting: weight of positive coefficients in the split score
+                                          # (None: by the network, see branching.positive_weight)
     max_memory: int | None = None  # memory budget of the search in bytes (verify.limits; None: unlimited)
 
     def __post_init__(self) -> None:
@@ -64,6 +66,8 @@ class BabConfig:
         except ValueError:
             raise ConfigError(f"branch and bound: expected split_score 'gradient' or 'smear', "
                               f"got {self.split_score!r}") from None
+        if self.positive_weight is not None and not 0.0 <= self.positive_weight <= 1.0:
+            raise ConfigError(f"branch and bound: expected positive_weight in [0, 1] or None, got {self.positive_weight}")
         if self.gradient_every < 1:
             raise ConfigError(f"branch and bound: expected gradient_every >= 1, got {self.gradient_every}")
 

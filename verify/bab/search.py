@@ -289,13 +289,15 @@ class Search:
         Each distinct candidate is evaluated once, in the order of first appearance: with ReLU
         splitting every sub-domain keeps the whole box, so a batch's centres are one point and
         its vertices a handful (on a CIFAR-10 region's hull, evaluating all 1,024 candidates of a
-        512-sub-domain batch took 18 % of the search)."""
+        512-sub-domain batch took 18 % of the search; finding them by ``np.unique(axis=0)``, which
+        sorts the rows, took 10 % of an oval21 search: they are keyed by their bytes)."""
         a = a_in[idx, rows[idx]]
         vertex = np.where(a > 0, chunk.lo[idx], chunk.hi[idx])
         centre = (chunk.lo[idx] + chunk.hi[idx]) / 2
-        cand, first = np.unique(np.concatenate([vertex, centre]), axis=0, return_index=True)
-        order = np.argsort(first)
-        cand, first = cand[order], first[order]
+        points = np.ascontiguousarray(np.concatenate([vertex, centre]))
+        seen = {p.tobytes(): i for i, p in reversed(list(enumerate(points)))}  # each point's first index
+        first = np.sort(np.fromiter(seen.values(), dtype=np.int64, count=len(seen)))
+        cand = points[first]
         shape = tuple(self.network.input_shape)
         hit = self.region.margin(self.low.evaluate(cand)) <= 1e-6
         hits = cand[hit]
