@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--decided-from", default=None,
                     help="CSV of a run at a shorter timeout: the instances it decided are taken from it, not rerun")
     args = ap.parse_args()
+    if args.decided_from and not Path(args.decided_from).is_file():
+        ap.error(f"--decided-from {args.decided_from}: no such file")
     tools = [t for t in args.tools.split(",") if t]
     if any(t not in TOOLS for t in tools):
         ap.error(f"expected tools among {sorted(TOOLS)}, got {tools}")
@@ -92,7 +94,9 @@ def carry_decided(path: str, tools: list[str], seen: set, writer: csv.DictWriter
     ``sat``, controls included) for one of ``tools`` into this run: a search decided within the shorter
     timeout is decided within the longer one, so only the others need the longer runs."""
     carried = 0
-    for row in csv.DictReader(open(path)):
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
         key = (row["tool"], row["onnx"], row["vnnlib"])
         if row["tool"] in tools and row["result"] in ("unsat", "sat") and key not in seen:
             writer.writerow(row)
