@@ -39,6 +39,7 @@ from nnaudit.adaptation.models import DANN, SourceOnly, preset_parts
 from nnaudit.adaptation.selection import Selection, Selector
 from nnaudit.adaptation.schedules import adaptation_factor, learning_rate, progress
 from nnaudit.errors import ConfigError, DataError
+from nnaudit.networks import devices
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,9 @@ class DannRun:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` must exist."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA device; use --device auto or cpu")
-    return device
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; a cuda device must exist
+    (:func:`nnaudit.networks.devices.resolve_device`), named as a string for the JSON."""
+    return str(devices.resolve_device(device))
 
 
 def train_dann(data: DomainData, config: DannConfig = DannConfig(), *,

@@ -33,6 +33,7 @@ from nnaudit.attacks.criteria import Criterion, adversarial_numpy
 from nnaudit.attacks.result import AttackResult
 from nnaudit.attacks.threat import Norm, ThreatModel, enforce_with_norms
 from nnaudit.errors import ConfigError, DataError, ModelLoadError
+from nnaudit.networks.devices import resolve_device  # noqa: F401  (re-exported: attacks' callers import it here)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -213,21 +214,6 @@ def as_network(network: Network | str | os.PathLike[str]) -> Network:
     if isinstance(network, (str, os.PathLike)):
         return load(network)
     raise TypeError(f"expected a Network or an ONNX path, got {type(network).__name__}")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; checks that cuda exists when asked."""
-    import torch
-
-    name = str(device).strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: {device!r} requested but CUDA is not available; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
 
 
 def torch_logits(net: Network, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -4,6 +4,7 @@ beside Marabou in the same run (issue #27's development set).
     python bench/verify_oval21.py --timeout 60 [--limit N] [--tools nnaudit,marabou]
     python bench/verify_oval21.py --timeout 300 --tools nnaudit --out bench/results/oval21_300s \
         --decided-from bench/results/verify_oval21.csv   # only what 60 s left open runs again
+    python bench/verify_oval21.py --tools nnaudit --device cuda --out bench/results/oval21_cuda  # a GPU
 
 Each instance runs in its own process (``nnaudit verify`` with its default workers: all cores)
 under a hard limit of timeout + 10 s; answers are checked against ``expected.csv`` (every
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder of the CSV and markdown table")
     ap.add_argument("--decided-from", default=None,
                     help="CSV of a run at a shorter timeout: the instances it decided are taken from it, not rerun")
+    ap.add_argument("--device", default="cpu", help="nnaudit's --device (cpu, cuda): its bounds on a GPU")
     args = ap.parse_args()
     if args.decided_from and not Path(args.decided_from).is_file():
         ap.error(f"--decided-from {args.decided_from}: no such file")
@@ -67,7 +69,7 @@ def main() -> None:
         for onnx, vnnlib, expected in instances(FAMILY, args.limit) + controls(folder, args.limit, scratch):
             for tool in [t for t in tools if (t, onnx, vnnlib) not in seen]:
                 path = scratch / vnnlib[len(CONTROL):] if vnnlib.startswith(CONTROL) else folder / vnnlib
-                result, secs = run_one(tool, folder, onnx, str(path), args.timeout)
+                result, secs = run_one(tool, folder, onnx, str(path), args.timeout, args.device)
                 loads.append(os.getloadavg()[0])
                 row = result_row(tool, onnx, vnnlib, expected, result, secs)
                 wrong = int(row["wrong"])
@@ -84,9 +86,18 @@ def main() -> None:
     if args.decided_from:
         subset += (f"; {carried} answers decided by the shorter run `{Path(args.decided_from).name}` are taken "
                    "from it (time as measured there), only the rest ran at this timeout")
-    text = summarise(real, tools, FAMILY, args.timeout, subset) + control_table(done, tools)
+    text = summarise(real, tools, FAMILY, args.timeout, subset, gpu_name(args.device)) + control_table(done, tools)
     write_results(Path(args.out) / f"verify_{FAMILY}.md", text)
     print(text)
+
+
+def gpu_name(device: str) -> str:
+    """The machine line's GPU: the CUDA device nnaudit ran on, or "no GPU" (its bounds on the CPU)."""
+    if device == "cpu":
+        return "no GPU"
+    import torch
+
+    return f"nnaudit on {device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
 def carry_decided(path: str, tools: list[str], seen: set, writer: csv.DictWriter, done: list[dict]) -> int:

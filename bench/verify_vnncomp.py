@@ -51,16 +51,18 @@ def instances(family: str, limit: int | None, select: str | None = None) -> list
     return rows
 
 
-def run_nnaudit(folder: Path, onnx: str, vnnlib: str, timeout: float) -> str:
+def run_nnaudit(folder: Path, onnx: str, vnnlib: str, timeout: float, device: str = "cpu") -> str:
     with tempfile.TemporaryDirectory() as tmp:
         res = Path(tmp) / "result.txt"
         cmd = [sys.executable, "-m", "nnaudit.cli", "verify", str(folder / onnx), str(folder / vnnlib),
                "--timeout", str(timeout), "--result-file", str(res), "--no-progress"]
+        cmd += [] if device == "cpu" else ["--device", device]
         subprocess.run(cmd, capture_output=True, timeout=timeout + 10)
         return res.read_text().split("\n")[0].strip() if res.exists() else "error"
 
 
-def run_marabou(folder: Path, onnx: str, vnnlib: str, timeout: float) -> str:
+def run_marabou(folder: Path, onnx: str, vnnlib: str, timeout: float, device: str = "cpu") -> str:
+    """Marabou on the CPU (``device`` is nnaudit's alone)."""
     cmd = [sys.executable, "-c", MARABOU_RUNNER, str(folder / onnx), str(folder / vnnlib), str(timeout)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 10)
     for line in out.stdout.splitlines():
@@ -73,10 +75,11 @@ def run_marabou(folder: Path, onnx: str, vnnlib: str, timeout: float) -> str:
 TOOLS = {"nnaudit": run_nnaudit, "marabou": run_marabou}
 
 
-def run_one(tool: str, folder: Path, onnx: str, vnnlib: str, timeout: float) -> tuple[str, float]:
+def run_one(tool: str, folder: Path, onnx: str, vnnlib: str, timeout: float,
+            device: str = "cpu") -> tuple[str, float]:
     start = time.monotonic()
     try:
-        result = TOOLS[tool](folder, onnx, vnnlib, timeout)
+        result = TOOLS[tool](folder, onnx, vnnlib, timeout, device)
     except subprocess.TimeoutExpired:
         result = "timeout"
     return result, time.monotonic() - start
@@ -89,9 +92,10 @@ def result_row(tool: str, onnx: str, vnnlib: str, expected: str, result: str, se
             "time_s": f"{secs:.2f}", "wrong": str(wrong)}
 
 
-def summarise(rows: list[dict], tools: list[str], family: str, timeout: float, subset: str) -> str:
+def summarise(rows: list[dict], tools: list[str], family: str, timeout: float, subset: str,
+              gpu: str = "no GPU") -> str:
     lines = [f"# VNN-COMP {family}: nnaudit vs peers", "",
-             f"Machine: {os.cpu_count()} cores, no GPU, {platform.platform()}, Python {platform.python_version()}; "
+             f"Machine: {os.cpu_count()} cores, {gpu}, {platform.platform()}, Python {platform.python_version()}; "
              f"timeout {timeout:g} s per instance, each in its own process; {subset}.", "",
              "| tool | instances | holds (unsat) | violated (sat) | **wrong** | timeout | unknown | error | median s | total s |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -28,7 +28,7 @@ def minimize_in_box(
     restarts: int = 2,
     step_size: float | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     x_init: np.ndarray | None = None,
     stop_below: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -324,7 +324,7 @@ class Network:
         """Arg-max class of each sample, shaped ``(B,)``."""
         return self.evaluate(x).reshape(len(x), -1).argmax(axis=1)
 
-    def to_torch(self, device: str = "cpu") -> torch.nn.Module:
+    def to_torch(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """An equivalent float32 torch module taking ``(B, *input_shape)``.
 
         The module is in eval mode, its weights are buffers (not parameters),

@@ -335,7 +335,7 @@ def output_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, *,
         eye = torch.eye(n, dtype=_DT)
         res = spec_lower(low, b, torch.cat([eye, -eye]), torch.zeros(2 * n, dtype=_DT), method=method)
     lo, hi = res.lower[:, :n], -res.lower[:, n:]
-    return lo.numpy().copy(), hi.numpy().copy()
+    return lo.cpu().numpy().copy(), hi.cpu().numpy().copy()
 
 
 def spec_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, c: np.ndarray, d: np.ndarray, *,
@@ -357,7 +357,7 @@ def spec_bounds(network: Any, lower: np.ndarray, upper: np.ndarray, c: np.ndarra
     else:
         with torch.no_grad():
             res = spec_lower(low, b, ct, dt, method=method)
-    return res.lower.detach().numpy().copy()
+    return res.lower.detach().cpu().numpy().copy()
 
 
 def lower_network(network: Any) -> Lowered:

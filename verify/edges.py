@@ -4,7 +4,8 @@ tensors, and interval propagation through one edge.
 Every bound computation of :mod:`nnaudit.verify.bounds` multiplies by the same
 dense edge matrices, so their torch copies (with the absolute value and the
 positive and negative parts that interval and forward bounds use) are made
-once per lowered network and dtype and kept in the network's own
+once per lowered network, dtype and device (torch's default device: the verifier runs
+under ``with torch.device(...)`` on a GPU) and kept in the network's own
 :attr:`~nnaudit.networks.lower.Lowered.cache`.
 """
 
@@ -26,7 +27,7 @@ EdgeMats = dict[int, tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], tor
 def edge_mats(low: Lowered, dtype: torch.dtype = torch.float64) -> EdgeMats:
     """Torch copies of ``low``'s affine forms (its nodes' pre-activations and its output), keyed
     by the form's ``id`` (the forms live as long as ``low``, which keeps them in its cache)."""
-    key = ("edge_mats", dtype)
+    key = ("edge_mats", dtype, torch.get_default_device())
     if key not in low.cache:
         conv = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         forms = [n.pre for n in low.nodes] + [low.output]

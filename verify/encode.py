@@ -61,7 +61,7 @@ def encode_network(network: Any, x_vars: Sequence[Any], *, lower: np.ndarray | N
         hi = torch.as_tensor(np.asarray(upper, dtype=np.float64).reshape(1, -1))
         with torch.no_grad():
             b = compute_bounds(low, lo, hi)
-        pre = [(l[0].numpy(), u[0].numpy()) for l, u in zip(b.pre_lo, b.pre_hi)]
+        pre = [(l[0].cpu().numpy(), u[0].cpu().numpy()) for l, u in zip(b.pre_lo, b.pre_hi)]
     return encode_lowered(low, x_vars, pre)
 
 

@@ -51,6 +51,7 @@ class VerifyConfig:
     route: Route = Route.TORCH                                      # the torch route, or the dense route first/only
     dense: DenseConfig = field(default_factory=DenseConfig)         # the dense route (verify/dense_bab.py)
     structured_bytes: int = COMPACT_BYTES                           # a convolution past this many dense bytes stays one
+    device: str = "cpu"                                             # the torch route's bounds: cpu, cuda, cuda:N or auto
 
 
 def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyConfig(),
@@ -66,6 +67,7 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
     final, anything else goes to the torch route with the time left.
     """
     net, spec, prop_name = _inputs(network, prop)
+    device = _device(config)  # a GPU asked for and missing is a ConfigError before any work
     if config.route is Route.TORCH:
         import torch  # noqa: F401  (before the clock starts, as it always was on this route)
     start = time.monotonic()
@@ -79,12 +81,31 @@ def verify_property(network: Any, prop: Any, *, config: VerifyConfig = VerifyCon
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, config.torch_threads))
     try:
-        res = _verify(net, spec, prop_name, config, progress, start)
+        if device is None:  # the CPU, without a device context: its dispatch hook would cost every small op
+            res = _verify(net, spec, prop_name, config, progress, start)
+        else:
+            with device:  # every tensor the route makes is made there (the cached ones are keyed by device)
+                res = _verify(net, spec, prop_name, replace(config, bab=replace(config.bab, workers=1)),
+                              progress, start)
     finally:
         torch.set_num_threads(threads)
     if first is None:
         return res
     return replace(res, phases={**first.phases, **res.phases}, subdomains=first.subdomains + res.subdomains)
+
+
+def _device(config: VerifyConfig) -> Any:
+    """The torch device of the bound computations (:func:`nnaudit.networks.devices.resolve_device`),
+    or None for the CPU (the dense route then never imports torch).
+
+    On a GPU the search runs in this process alone (``bab.workers`` 1): forked workers cannot
+    use the CUDA context of their parent, and the GPU, not the second core, is the parallelism."""
+    from nnaudit.networks.devices import resolve_device
+
+    if str(config.device).strip().lower() == "cpu":
+        return None
+    device = resolve_device(config.device)
+    return None if device.type == "cpu" else device
 
 
 def _inputs(network: Any, prop: Any) -> tuple[Any, Property, str]:

@@ -135,7 +135,8 @@ def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, c
     import torch
 
     shape = tuple(network.input_shape)
-    model = network.to_torch()
+    device = torch.get_default_device()  # a GPU under the verifier's ``with torch.device(...)``
+    model = network.to_torch(device)
     count = config.pgd_starts
     # each start descends on one disjunct's margin or on the whole region's, in turn: the
     # region's margin (a min over disjuncts) follows whichever disjunct is lowest at the
@@ -153,6 +154,6 @@ def _pgd(network: Any, ort: Any, box: Box, region: Region, starts: np.ndarray, c
             return margin(model(t))
 
         x, value = minimize_in_box(objective, lo, hi, steps=config.pgd_steps, restarts=1,
-                                   seed=config.seed, x_init=init, stop_below=-1e-4)
+                                   seed=config.seed, x_init=init, stop_below=-1e-4, device=device)
     order = np.argsort(value)[:8]
     return confirm(ort, box, region, x.reshape(count, -1)[order], shape)

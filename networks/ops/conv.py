@@ -111,7 +111,7 @@ class ConvMap:
         self.weight, self.window = np.asarray(weight, dtype=np.float64), window
         self.in_shape, self.out_shape = tuple(in_shape[-3:]), tuple(out_shape[-3:])
         self.transposed, self.groups, self.out_scale = transposed, groups, out_scale
-        self._torch: dict[Any, Any] = {}  # weight as a torch tensor per dtype (made on first use)
+        self._torch: dict[Any, Any] = {}  # weight as a torch tensor per dtype and device (made on first use)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -140,7 +140,7 @@ class ConvMap:
         import torch
 
         if not torch.is_tensor(x):
-            return self.__rmatmul__(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()
+            return self.__rmatmul__(torch.as_tensor(np.asarray(x, dtype=np.float64), device="cpu")).cpu().numpy()
         n_in, n_out = self.shape
         if x.shape[-1] != n_in:
             raise ValueError(f"expected (..., {n_in}) values for a convolution map, got {tuple(x.shape)}")
@@ -156,10 +156,11 @@ class ConvMap:
     def _w(self, like: Any) -> Any:
         import torch
 
-        key = like.dtype
+        key = (like.dtype, like.device)
         if key not in self._torch:
-            scale = None if self.out_scale is None else torch.as_tensor(self.out_scale, dtype=like.dtype)
-            self._torch[key] = (torch.as_tensor(self.weight, dtype=like.dtype), scale)
+            scale = None if self.out_scale is None else torch.as_tensor(self.out_scale, dtype=like.dtype,
+                                                                        device=like.device)
+            self._torch[key] = (torch.as_tensor(self.weight, dtype=like.dtype, device=like.device), scale)
         return self._torch[key]
 
     def _apply(self, flat: Any) -> Any:

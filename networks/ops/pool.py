@@ -44,17 +44,17 @@ def window_table(window: Window2d, in_shape: Shape) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _torch_table(window: Window2d, in_shape: Shape) -> Any:
+def _torch_table(window: Window2d, in_shape: Shape, device: Any) -> Any:
     import torch
 
-    return torch.as_tensor(window_table(window, in_shape).copy())
+    return torch.as_tensor(window_table(window, in_shape).copy(), device=device)
 
 
 def _windowed(v: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """``(D, n)`` -> ``(D, n_out, k)`` window values; padding is -inf."""
     import torch
 
-    pad = torch.full((v.shape[0], 1), -torch.inf, dtype=v.dtype)
+    pad = torch.full((v.shape[0], 1), -torch.inf, dtype=v.dtype, device=v.device)
     return torch.cat([v, pad], dim=1)[:, table]
 
 
@@ -114,7 +114,7 @@ class MaxPool(_Pool):
         return OpModule("maxpool", run)
 
     def interval(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
-        table = _torch_table(self.window, tuple(in_shape))
+        table = _torch_table(self.window, tuple(in_shape), lo.device)
         return _windowed(lo, table).max(dim=2).values, _windowed(hi, table).max(dim=2).values
 
     def relax(self, lo: torch.Tensor, hi: torch.Tensor, *, in_shape: Shape,
@@ -123,7 +123,7 @@ class MaxPool(_Pool):
         largest lower bound, whether it provably is the max, and the max upper bound."""
         import torch
 
-        table = _torch_table(self.window, tuple(in_shape))
+        table = _torch_table(self.window, tuple(in_shape), lo.device)
         lw, uw = _windowed(lo, table), _windowed(hi, table)
         best = lw.argmax(dim=2)
         sel = torch.gather(table.expand(lo.shape[0], -1, -1), 2, best[..., None])[..., 0]
@@ -137,7 +137,7 @@ class MaxPool(_Pool):
         sel, exact, umax = relax
         ap, an = a.clamp(min=0), a.clamp(max=0)
         to_sel = ap + torch.where(exact[:, None, :], an, 0.0)
-        coeff = torch.zeros(a.shape[:2] + (int(np.prod(in_shape)),), dtype=a.dtype)
+        coeff = torch.zeros(a.shape[:2] + (int(np.prod(in_shape)),), dtype=a.dtype, device=a.device)
         coeff.scatter_add_(2, sel[:, None, :].expand(-1, a.shape[1], -1), to_sel)
         const = torch.where(exact[:, None, :], 0.0, an * umax[:, None, :]).sum(-1)
         return coeff, const

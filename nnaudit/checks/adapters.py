@@ -27,6 +27,7 @@ from nnaudit.checks.kinds import AttackCheck, Check, RegionsCheck, VerifyCheck
 from nnaudit.checks.progress import Progress
 from nnaudit.checks.warm import RunCache
 from nnaudit.errors import ConfigError, NnauditError
+from nnaudit.networks.devices import device_name
 from nnaudit.runs.attack import AttackRun, run_attack, run_attack_campaign
 from nnaudit.runs.record import Record
 from nnaudit.runs.regions import RegionsRun, check_range, run_regions, run_regions_campaign
@@ -178,8 +179,10 @@ def prepare_verify(check: VerifyCheck, run: RunSettings, cache: RunCache) -> Run
         for path in check.properties:
             parse(path).check_network(net.input_size, net.output_size, where=str(path))
         check_pixel_boxes(net, check.properties)
-    config = VerifyRun(timeout=run.timeout or check.timeout, seed=check.seed)
-    record = Record(device=run.device or check.device, command=run.command or None)
+    with naming_key(check, "device"):  # a GPU asked for and missing: before any work
+        device = device_name(run.device or check.device)
+    config = VerifyRun(timeout=run.timeout or check.timeout, seed=check.seed, device=device)
+    record = Record(device=device, command=run.command or None)
 
     def go() -> tuple[Judgement, dict[str, Any]]:
         _, doc = run_verify(net, check.properties, config, record)

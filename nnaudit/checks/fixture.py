@@ -102,11 +102,15 @@ class Nnaudit:
     def verify(self, model: Any, prop: Any, *, timeout: float | None = None) -> Any:
         """``nnaudit.verify.verify_property`` on a .vnnlib path or a Property; returns its
         :class:`~nnaudit.verify.results.VerifyResult`."""
+        from dataclasses import replace
+
+        from nnaudit.networks.devices import device_name
         from nnaudit.runs.verify import VerifyRun, run_verify
 
         net = adapters.load_network(self._path(model))
-        config = VerifyRun(timeout=timeout or self.timeout or 60.0, seed=self.seed)
-        (res,), doc = run_verify(net, [self._path(prop)], config, self._record())
+        device = device_name(self.device)  # auto resolved: the record names the device that ran
+        config = VerifyRun(timeout=timeout or self.timeout or 60.0, seed=self.seed, device=device)
+        (res,), doc = run_verify(net, [self._path(prop)], config, replace(self._record(), device=device))
         self._recorder.add_call(self._nodeid, "verify", res, doc)
         return res
 

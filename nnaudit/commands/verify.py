@@ -60,6 +60,9 @@ class MemorySize(click.ParamType):
 @click.option("--max-memory", type=MemorySize(), default=None,
               help="Memory budget of the run, e.g. 4G or 512M (default: min(8 GiB, 60% of physical memory)); "
                    "a run that would exceed it ends as unknown (exit 3).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the bound computations run: cpu, cuda, cuda:N or auto (cuda when present). On a GPU the "
+                   "search runs in one process (--workers does not apply to it).")
 @click.option("--route", type=click.Choice(["auto", "torch", "dense"]), default="auto", hidden=True,
               help="Which route decides (benchmarks and tests): auto (the NumPy dense route first for small ReLU "
                    "networks, then the torch route), torch (the torch route only), dense (the dense route only).")
@@ -82,7 +85,7 @@ def command(ctx: click.Context, model: str, prop: str, **options: Any) -> None:
         spec.check_network(net.input_size, net.output_size, where=prop)
         # loading and parsing count against the deadline
         cfg = replace(cfg, timeout_s=max(0.1, opts.timeout - (time.monotonic() - start)))
-        (res,), doc = run_verify(net, [spec], cfg, Record(json_path=opts.output),
+        (res,), doc = run_verify(net, [spec], cfg, Record(json_path=opts.output, device=cfg.device),
                                  progress=_Progress(start) if show else None)
     except NnauditError:
         if opts.result_file:
@@ -114,15 +117,17 @@ class VerifyOptions:
     progress: bool | None
     max_memory: int | None = None   # --max-memory in bytes (None: the default budget)
     route: str = "auto"             # --route (hidden): which route of the verifier decides
+    device: str = "cpu"             # --device: where the torch route's bounds run
     mean: str | None = None   # --mean: input normalisation, comma-separated (parsed by commands.normalisation)
     std: str | None = None    # --std
 
     def engine(self) -> VerifyConfig:
         """The verifier's configuration: the defaults with these options."""
+        from nnaudit.networks.devices import device_name
         from nnaudit.verify.dense_bab import Route
         from nnaudit.verify.engine import VerifyConfig
 
-        cfg = VerifyConfig(timeout_s=self.timeout, route=Route(self.route))
+        cfg = VerifyConfig(timeout_s=self.timeout, route=Route(self.route), device=device_name(self.device))
         if self.max_memory is not None:
             cfg = replace(cfg, max_memory=self.max_memory)
         workers = self.workers if self.workers is not None else (os.cpu_count() or 1)

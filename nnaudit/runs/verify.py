@@ -35,13 +35,14 @@ class VerifyRun:
 
     timeout: float = 60.0   # seconds per property
     seed: int = 0           # seed of the falsifier
+    device: str = "cpu"     # where the bounds run (the record's header names it)
 
     def engine(self) -> VerifyConfig:
-        """The verifier's configuration: the defaults, with this timeout and falsifier seed."""
+        """The verifier's configuration: the defaults, with this timeout, falsifier seed and device."""
         from nnaudit.verify.engine import VerifyConfig
         from nnaudit.verify.falsify import FalsifyConfig
 
-        return replace(VerifyConfig(timeout_s=self.timeout), falsify=FalsifyConfig(seed=self.seed))
+        return replace(VerifyConfig(timeout_s=self.timeout, device=self.device), falsify=FalsifyConfig(seed=self.seed))
 
     def settings(self, properties: Sequence[Any]) -> dict[str, Any]:
         """The ``settings`` recorded for this run of ``properties``."""

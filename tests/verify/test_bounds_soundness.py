@@ -123,7 +123,8 @@ def test_the_lowered_form_and_its_torch_matrices_are_cached_on_their_objects(tmp
     assert lower(replace(net)) is not low
     mats = edge_mats(low)
     assert edge_mats(low) is mats and edge_mats(low, torch.float32) is not mats
-    assert set(low.cache) == {("edge_mats", torch.float64), ("edge_mats", torch.float32)}
+    cpu = torch.device("cpu")  # keyed by device too: a GPU run makes its own copies
+    assert set(low.cache) == {("edge_mats", torch.float64, cpu), ("edge_mats", torch.float32, cpu)}
     assert all(t.dtype == torch.float32 for mats32 in edge_mats(low, torch.float32).values()
                for t in mats32[0].values())
 

@@ -92,7 +92,7 @@ class Brancher:
                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The input dimension to halve in each sub-domain of ``sub``, and the gradient scores'
         sensitivities (None with the smear score)."""
-        a = np.abs(sb.a_in.detach().numpy()[idx, rows])
+        a = np.abs(sb.a_in.detach().cpu().numpy()[idx, rows])
         width = sub.hi - sub.lo
         score = a * width
         score = np.where(score.max(axis=1, keepdims=True) > 0, score, width)
@@ -123,7 +123,7 @@ class Brancher:
             g_lo, g_hi = torch.autograd.grad(picked.sum(), (x_lo, x_hi), allow_unused=True)
         g_lo = torch.zeros_like(x_lo) if g_lo is None else g_lo
         g_hi = torch.zeros_like(x_hi) if g_hi is None else g_hi
-        sens[idx] = (g_lo - g_hi).detach().numpy()
+        sens[idx] = (g_lo - g_hi).detach().cpu().numpy()
         return sens
 
     def _warm_start(self, sb: SpecBound, idx: np.ndarray, pending: int) -> dict[str, dict[int, np.ndarray]] | None:
@@ -132,7 +132,7 @@ class Brancher:
         queue's warm starts would pass ``warm_bytes``."""
         if sb.state is None:
             return None
-        warm = {g: {k: v[idx].numpy().astype(np.float16) for k, v in part.items()} for g, part in sb.state.items()}
+        warm = {g: {k: v[idx].cpu().numpy().astype(np.float16) for k, v in part.items()} for g, part in sb.state.items()}
         per_domain = sum(v[0].nbytes for part in warm.values() for v in part.values())
         if (pending + 2 * len(idx)) * per_domain > self.cfg.warm_bytes:
             return None
@@ -147,8 +147,8 @@ class Brancher:
             coeff = sb.node_coeffs[k] if k < len(sb.node_coeffs) else None
             if node.kind != "relu" or coeff is None:
                 continue
-            lo, hi = b.pre_lo[k].numpy()[idx], b.pre_hi[k].numpy()[idx]
-            raw = coeff.detach().numpy()[idx, rows]
+            lo, hi = b.pre_lo[k].cpu().numpy()[idx], b.pre_hi[k].cpu().numpy()[idx]
+            raw = coeff.detach().cpu().numpy()[idx, rows]
             lam = np.maximum(-raw, 0) + self.positive_weight * np.maximum(raw, 0)
             unstable = (lo < 0) & (hi > 0) & (splits[k] == 0)
             height = np.where(unstable, -lo * hi / np.maximum(hi - lo, 1e-300), 0.0)

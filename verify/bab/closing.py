@@ -27,13 +27,13 @@ def close_refuted(chunk: Chunk, b: LayerBounds, sb: SpecBound, lbs: np.ndarray, 
     for j in range(chunk.open.shape[1]):
         closed[:, j] = proved[:, owner == j].any(axis=1)
     chunk.open &= ~closed
-    alive = b.feasible.numpy() & chunk.open.any(axis=1)
+    alive = b.feasible.cpu().numpy() & chunk.open.any(axis=1)
     if lp_depth is None:
         return alive
     deep = np.flatnonzero(alive & (chunk.depth >= lp_depth))
     if len(deep):
-        _lp_close(chunk, deep, sb.lin_lower.detach().numpy(), sb.a_in.detach().numpy(), owner, tol)
-        alive = b.feasible.numpy() & chunk.open.any(axis=1)
+        _lp_close(chunk, deep, sb.lin_lower.detach().cpu().numpy(), sb.a_in.detach().cpu().numpy(), owner, tol)
+        alive = b.feasible.cpu().numpy() & chunk.open.any(axis=1)
     return alive
 
 
@@ -63,4 +63,4 @@ def unstable_counts(low: Lowered, b: LayerBounds, splits: list[torch.Tensor] | N
             if splits is not None:
                 u &= splits[k] == 0
             count += u.sum(dim=1)
-    return count.numpy()
+    return count.cpu().numpy()

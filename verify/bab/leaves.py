@@ -140,8 +140,9 @@ def search_near(network: Any, ort: Any, box: Box, leaf: Box, region: Region, x: 
     rad = 1e-3 * np.maximum(leaf.upper - leaf.lower, 1e-6)
     lo = np.maximum(leaf.lower, x - rad).reshape((1,) + shape)
     hi = np.minimum(leaf.upper, x + rad).reshape((1,) + shape)
-    model, margin = network.to_torch(), torch_margin(region)
+    device = torch.get_default_device()
+    model, margin = network.to_torch(device), torch_margin(region)
     with torch.enable_grad():
         xb, _ = minimize_in_box(lambda t: margin(model(t)), lo, hi, steps=30, restarts=1, x_init=x.reshape((1,) + shape),
-                                stop_below=-1e-5)
+                                stop_below=-1e-5, device=device)
     return confirm(ort, box, region, xb.reshape(1, -1), shape)

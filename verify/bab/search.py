@@ -215,13 +215,13 @@ class Search:
         self.out.subdomains += len(chunk)
         splits = None if chunk.splits is None else [torch.as_tensor(s) for s in chunk.splits]
         b, sb, lbs = self._bound(chunk, splits)
-        alive = close_refuted(chunk, b, sb, lbs, self.owner.numpy(), self.cfg.prove_tol,
+        alive = close_refuted(chunk, b, sb, lbs, self.owner.cpu().numpy(), self.cfg.prove_tol,
                               lp_depth=self.cfg.lp_depth if self.multi_row else None)
         if not alive.any():
             return False
         idx = np.flatnonzero(alive)
-        worst_row = worst_rows(lbs, chunk.open, self.owner.numpy())
-        if self._probe(chunk, idx, sb.a_in.detach().numpy(), worst_row):
+        worst_row = worst_rows(lbs, chunk.open, self.owner.cpu().numpy())
+        if self._probe(chunk, idx, sb.a_in.detach().cpu().numpy(), worst_row):
             return True
         unstable = unstable_counts(self.low, b, splits)
         if not self.relu_mode and self.cfg.phase_max_unstable > 0 and self.phases_exact:
@@ -269,7 +269,7 @@ class Search:
                     sb = self._spec(chunk, b, alpha_steps=steps, record=True, splits=splits, init=init)
             else:
                 sb = self._spec(chunk, b, record=self.relu_mode)
-        lbs = sb.lower.detach().numpy()
+        lbs = sb.lower.detach().cpu().numpy()
         self.batch_s = 0.0 if at_root else time.monotonic() - started
         return b, sb, lbs
 
@@ -279,7 +279,7 @@ class Search:
         already, and come back +inf)."""
         self.limits.check_time()
         if self.relu_mode:
-            return spec_lower_open(self.low, b, self.c, self.d, chunk.open[:, self.owner.numpy()],
+            return spec_lower_open(self.low, b, self.c, self.d, chunk.open[:, self.owner.cpu().numpy()],
                                    limits=self.limits, **kw)
         return spec_lower(self.low, b, self.c, self.d, limits=self.limits, **kw)
 
@@ -321,7 +321,7 @@ class Search:
         for i in tried:
             if time.monotonic() > self.deadline:
                 break
-            pre = [(b.pre_lo[k][i].numpy(), b.pre_hi[k][i].numpy()) for k in range(len(self.low.nodes))]
+            pre = [(b.pre_lo[k][i].cpu().numpy(), b.pre_hi[k][i].cpu().numpy()) for k in range(len(self.low.nodes))]
             if closes_by_phases(self.low, self.region, chunk.lo[i], chunk.hi[i], pre, np.flatnonzero(chunk.open[i]),
                                 cfg.prove_tol, cfg.phase_max_unstable):
                 chunk.open[i] = False
@@ -354,7 +354,7 @@ class Search:
     def _leaf(self, chunk: Chunk, b: LayerBounds, i: int, probe: bool = False) -> bool:
         """Decide one sub-domain with Z3 (here or in a worker); True when the search is over.
         ``probe``: it goes to Z3 for its depth, not for being small (see :meth:`_probing`)."""
-        pre = [(b.pre_lo[k][i].numpy().copy(), b.pre_hi[k][i].numpy().copy()) for k in range(len(self.low.nodes))]
+        pre = [(b.pre_lo[k][i].cpu().numpy().copy(), b.pre_hi[k][i].cpu().numpy().copy()) for k in range(len(self.low.nodes))]
         splits = None if chunk.splits is None else [s[i].copy() for s in chunk.splits]
         task = LeafTask(chunk.lo[i].copy(), chunk.hi[i].copy(), pre, splits,
                         np.flatnonzero(chunk.open[i]), 0.0, 0.0, int(chunk.depth[i]), probe)

@@ -1,0 +1,46 @@
+"""Which torch device a run uses, named by the user: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+
+One resolver for every package that runs torch (attacks, the verifier's bounds, DANN), so
+``--device`` means the same everywhere and asking for a GPU that is not there is a clear
+configuration error before any work starts, never a CUDA traceback halfway through.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nnaudit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``"auto"`` -> cuda when available else cpu; a cuda device must exist (index included)."""
+    import torch
+
+    name = str(device).strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} requested but CUDA is not available; use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {device!r} requested but only {torch.cuda.device_count()} CUDA "
+                              f"device(s) are visible")
+    return dev
+
+
+def device_name(device: str | None) -> str:
+    """``device`` resolved and named as records name it (``auto`` -> the device that will run);
+    None and ``cpu`` give ``"cpu"`` without importing torch."""
+    if device is None or str(device).strip().lower() == "cpu":
+        return "cpu"
+    return str(resolve_device(device))
+
