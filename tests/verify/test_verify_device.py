@@ -137,21 +137,19 @@ def test_torch_route_reads_through_cpu_at_run_time(tmp_path: Path, kind: str, ho
     from nnaudit.networks import load
     from nnaudit.verify.spec import robustness_property
 
-    if kind.startswith("conv"):
-        path, x, _, _ = cnn_case(tmp_path, 5, 0.0)
-    else:
-        path = _dense_net(tmp_path, kind)
-        x = np.random.default_rng(3).uniform(0, 1, load(path).input_size)
-    net = load(path)
-    label = int(net.predict(x.reshape((1,) + net.input_shape))[0])
-    cfg = dict(timeout_s=30, route=Route.TORCH, bab=BabConfig(workers=1))
+    cfg = dict(timeout_s=5, route=Route.TORCH, bab=BabConfig(workers=1))
     if kind == "conv-structured":
         cfg["structured_bytes"] = 0
-    verdicts = set()
-    for eps in (0.01, 0.05, 0.3):
-        prop = robustness_property(x - eps, x + eps, label, net.output_size)
-        verdicts.add(verify_property(path, prop, config=VerifyConfig(**cfg)).verdict)
-    assert verdicts & {Verdict.HOLDS, Verdict.VIOLATED}
+    if kind.startswith("conv"):  # proved after a few splits, falsified, and a search cut off by its deadline
+        cases = [cnn_case(tmp_path, seed, eps)[::3] for seed, eps in ((9, 0.2), (10, 0.15), (5, 0.2))]
+    else:
+        path = _dense_net(tmp_path, kind)
+        net = load(path)
+        x = np.random.default_rng(3).uniform(0, 1, net.input_size)
+        label = int(net.predict(x.reshape((1,) + net.input_shape))[0])
+        cases = [(path, robustness_property(x - eps, x + eps, label, net.output_size)) for eps in (0.01, 0.05, 0.3)]
+    verdicts = [verify_property(path, prop, config=VerifyConfig(**cfg)).verdict for path, prop in cases]
+    assert set(verdicts) & {Verdict.HOLDS, Verdict.VIOLATED}
 
 
 # -- on a GPU ---------------------------------------------------------------------------------
@@ -179,7 +177,6 @@ def test_cuda_conv_net_same_verdicts(tmp_path: Path, seed: int) -> None:
     path, x, label, prop = cnn_case(tmp_path, seed, eps)
     on_cpu, on_gpu = _both(path, prop)
     _agree(on_cpu, on_gpu)
-    assert on_gpu.verdict in (Verdict.HOLDS, Verdict.VIOLATED)
     if on_gpu.verdict is Verdict.HOLDS:
         assert not sampled_violation(path, x, eps, label, seed)
 
