@@ -179,10 +179,14 @@ def _verify(net: Any, spec: Property, prop_name: str, config: VerifyConfig, prog
     except MemoryError as exc:  # DenseTooLarge, or an allocation that failed
         return result(Verdict.UNKNOWN, None, f"memory budget: {exc}")
     bab = replace(config.bab, max_memory=config.max_memory)
+    import torch
+
     try:
         verdict, cex, message = _search_cases(low, net, ort, spec, bab, deadline, progress, phases, stats)
     except (OutOfMemoryBudget, MemoryError) as exc:
         return result(Verdict.UNKNOWN, None, f"memory budget: {exc}")
+    except torch.OutOfMemoryError as exc:  # the GPU's memory, which --max-memory does not count
+        return result(Verdict.UNKNOWN, None, f"GPU memory: {str(exc).splitlines()[0]}")
     return result(verdict, cex, message)
 
 

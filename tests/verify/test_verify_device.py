@@ -78,6 +78,21 @@ def test_cli_device_auto_runs_and_names_the_device(tmp_path: Path) -> None:
         assert not sampled_violation(path, x, 0.02, label, 2)
 
 
+def test_gpu_out_of_memory_ends_as_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA out-of-memory error in the search (its memory is not the --max-memory budget) is an
+    unknown verdict that says so, not a traceback."""
+    from nnaudit.verify import engine
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore detail")
+
+    monkeypatch.setattr(engine, "_search_cases", exhausted)
+    path, _, _, prop = cnn_case(tmp_path, 5, 0.2)
+    res = verify_property(path, prop, config=VerifyConfig(timeout_s=10, route=Route.TORCH, bab=BabConfig(workers=1)))
+    assert res.verdict is Verdict.UNKNOWN
+    assert res.message == "GPU memory: CUDA out of memory. Tried to allocate 20.00 GiB"
+
+
 def _bare_numpy_calls(path: Path) -> list[int]:
     """Lines of ``path`` calling ``.numpy()`` on something that is not ``X.cpu()``."""
     bad = []
