@@ -78,6 +78,32 @@ def test_cli_device_auto_runs_and_names_the_device(tmp_path: Path) -> None:
         assert not sampled_violation(path, x, 0.02, label, 2)
 
 
+@pytest.mark.parametrize("seed, eps", [(9, 0.2), (10, 0.15)])
+def test_the_device_context_path_runs_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int,
+                                                 eps: float) -> None:
+    """The GPU's code path (the run inside ``with torch.device(...)``, one process) taken with the CPU
+    as the device: same verdict as the plain CPU path, and the search really ran in one process."""
+    from nnaudit.verify import engine
+
+    path, x, label, prop = cnn_case(tmp_path, seed, eps)
+    cfg = VerifyConfig(timeout_s=20, route=Route.TORCH, bab=BabConfig(workers=2))
+    plain = verify_property(path, prop, config=cfg)
+    seen = []
+    real = engine._search_cases
+
+    def spy(low: object, net: object, ort: object, spec: object, bab: BabConfig, *rest: object) -> object:
+        seen.append((bab.workers, torch.get_default_device()))
+        return real(low, net, ort, spec, bab, *rest)
+
+    monkeypatch.setattr(engine, "_device", lambda config: torch.device("cpu"))
+    monkeypatch.setattr(engine, "_search_cases", spy)
+    in_context = verify_property(path, prop, config=cfg)
+    assert in_context.verdict == plain.verdict and plain.verdict in (Verdict.HOLDS, Verdict.VIOLATED)
+    assert seen in ([], [(1, torch.device("cpu"))])  # [] when falsification decided first
+    if plain.verdict is Verdict.HOLDS:
+        assert seen and not sampled_violation(path, x, eps, label, seed)
+
+
 def test_gpu_out_of_memory_ends_as_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A CUDA out-of-memory error in the search (its memory is not the --max-memory budget) is an
     unknown verdict that says so, not a traceback."""
