@@ -9,6 +9,7 @@ momentum 0.9, learning rate ``mu0 / (1 + alpha p)^beta`` and adaptation factor
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from nnaudit.adaptation.selection import Selection
 from nnaudit.errors import ConfigError
 
 PRESETS = ("auto", "mlp", "conv")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU of several
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class DannConfig:
     lambda_max: float = 1.0            # lambda_p is multiplied by this (paper: 1)
     fixed_lambda: float | None = None  # a constant adaptation factor instead of the schedule
     domain_weight: float = 1.0         # weight of the domain loss in the total loss
-    device: str = "auto"               # "auto" (cuda when available, else cpu), "cpu" or "cuda"
+    device: str = "auto"               # "auto" (cuda when available, else cpu), "cpu", "cuda" or "cuda:N"
     amp: bool = False                  # mixed precision (float16 autocast); CUDA only, ignored on cpu
     cpu_threads: int = 1               # torch CPU threads while training (small nets are fastest on 1; 0: torch's setting)
     seed: int = 0                      # weights, batch order and A-distance splits
@@ -63,8 +64,8 @@ class DannConfig:
             raise ConfigError(f"DannConfig.momentum: expected a value in [0, 1), got {self.momentum!r}")
         if self.fixed_lambda is not None and not self.fixed_lambda >= 0:
             raise ConfigError(f"DannConfig.fixed_lambda: expected None or a number >= 0, got {self.fixed_lambda!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"DannConfig.device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(self.device)):
+            raise ConfigError(f"DannConfig.device: expected one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"DannConfig.preset: expected one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.a_distance_every < 0 or self.a_distance_samples < 4:

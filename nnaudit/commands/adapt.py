@@ -27,8 +27,8 @@ TASKS = ("moons", "moons-hard", "digits-mnist", "mnist-digits", "digits-m")  # n
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: task preset: moons 300, digit tasks 30, custom 30].")
 @click.option("--batch-size", type=int, default=None, help="SGD batch, half source and half target [default: task preset].")
 @click.option("--lr", "lr0", type=float, default=None, help="Initial learning rate mu0 of mu0/(1+10p)^0.75 [default: task preset].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when torch sees a GPU, else CPU.")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N or auto (CUDA when torch sees a GPU, else CPU).")
 @click.option("--amp", is_flag=True, help="Mixed precision on CUDA (ignored on CPU).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, batches and generated data.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Train the source-only baseline alongside.")

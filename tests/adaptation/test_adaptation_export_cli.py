@@ -93,10 +93,20 @@ def test_cli_custom_npz(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--task", "moons", "--source", "s.npz"], "either --task or --source/--target"),
     (["--source", "s.npz"], "give --task"),
+    (["--task", "moons", "--device", "tpu"], "expected one of auto, cpu, cuda or cuda:N, got 'tpu'"),
 ])
 def test_cli_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     res = CliRunner().invoke(cli, ["adapt", *args, "--out", str(tmp_path / "o.onnx")])
     assert res.exit_code == 2 and message in res.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cli_missing_gpu_is_a_usage_error(tmp_path: Path, device: str) -> None:
+    res = CliRunner().invoke(cli, ["adapt", "--task", "moons", "--epochs", "1", "--device", device,
+                                   "--out", str(tmp_path / "o.onnx")])
+    assert res.exit_code == 2 and "CUDA is not available" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o.onnx").exists()
 
 
 def test_cli_bad_data_is_a_clear_error(tmp_path: Path) -> None:
