@@ -70,6 +70,9 @@ def _region(rng: np.random.Generator, y: np.ndarray, quantile: float, n_disj: in
 @example(seed=1, n_in=2, depth=2, quantile=-0.05, n_disj=1, rows=1)
 @example(seed=7, n_in=4, depth=3, quantile=0.01, n_disj=2, rows=2)
 @example(seed=141, n_in=2, depth=1, quantile=0.0, n_disj=1, rows=1)  # a boundary point: batch and single runs differ
+@example(seed=720, n_in=3, depth=3, quantile=-0.05, n_disj=1, rows=1)  # halving a 1e-7-wide dimension again and again
+@example(seed=9999, n_in=3, depth=3, quantile=0.0, n_disj=1, rows=1)  # holds by 1.3e-7 in float64, not in float32
+@example(seed=9999, n_in=4, depth=3, quantile=-0.05, n_disj=1, rows=1)  # a counterexample between grid points
 def test_verdicts_agree_with_brute_force(tmp_path: Path, mode: str, seed: int, n_in: int, depth: int,
                                          quantile: float, n_disj: int, rows: int) -> None:
     """"holds" survives a dense grid evaluated by onnxruntime and the torch route's exact search
@@ -80,18 +83,21 @@ def test_verdicts_agree_with_brute_force(tmp_path: Path, mode: str, seed: int, n
     region = prop.cases[0][1]
     margin = region.margin(y)
     span = float(np.ptp(y @ np.concatenate([c for c, _ in region.disjuncts]).T))
+    tol = 1e-6 * (1 + span)  # float32 rounding of onnxruntime's outputs (batch and single runs differ)
     res = verify_property(net, prop, config=MODES[mode])
     if res.verdict is Verdict.HOLDS:
-        assert margin.min() > -1e-6 * (1 + span), "holds contradicted by the grid"
+        assert margin.min() > -tol, "holds contradicted by the grid"
         exact = verify_property(net, prop, config=VerifyConfig(timeout_s=30))
-        assert exact.verdict is not Verdict.VIOLATED, "holds contradicted by the torch route"
+        if exact.verdict is Verdict.VIOLATED:  # only a point on the boundary, within float32 rounding
+            x = exact.counterexample.x.reshape((1,) + tuple(net.input_shape))
+            assert region.margin(net.evaluate(x)).min() > -tol, "holds contradicted by the torch route"
     if res.verdict is Verdict.VIOLATED:
         assert counterexample_ok(path, prop, res.counterexample.x)
         assert res.counterexample.input_shape == tuple(net.input_shape)
     if margin.min() < -0.05 * (1 + span):
         assert res.verdict is Verdict.VIOLATED
-    if margin.min() > 1e-3 * (1 + span):
-        assert res.verdict is Verdict.HOLDS
+    if margin.min() > 1e-3 * (1 + span):  # the grid may miss a counterexample: decided either way
+        assert res.verdict in (Verdict.HOLDS, Verdict.VIOLATED)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
