@@ -141,20 +141,6 @@ def _ended(out: DenseOutcome, status: Verdict, cex: Counterexample | None, messa
 
 
 # -- falsification ---------------------------------------------------------------
-def confirm_alone(ort: Any, box: Box, region: Region, xs: np.ndarray,
-                  input_shape: tuple[int, ...]) -> Counterexample | None:
-    """:func:`~nnaudit.verify.falsify.confirm`, and the counterexample it finds run once more by
-    onnxruntime on its own: a batch's outputs can differ from a single input's in the last bit,
-    which decides a point on the region's boundary (as a re-check of the result file would run it)."""
-    found = confirm(ort, box, region, xs, input_shape)
-    if found is None:
-        return None
-    y = ort.run(np.asarray(found.x, dtype=np.float32).reshape((1,) + tuple(input_shape)))
-    if not region.contains(y)[0]:
-        return None
-    return Counterexample(found.x, y[0], found.input_shape)
-
-
 def falsify_dense(chain: DenseChain, ort: Any, box: Box, region: Region, input_shape: tuple[int, ...],
                   config: DenseConfig, deadline: float) -> Counterexample | None:
     """Random points, the centre and (up to 8 inputs) the corners of ``box``, then sign-gradient
@@ -169,14 +155,14 @@ def falsify_dense(chain: DenseChain, ort: Any, box: Box, region: Region, input_s
     xs = np.concatenate(xs)
     margins = region.margin(chain.evaluate(xs))
     order = np.argsort(margins, kind="stable")
-    found = confirm_alone(ort, box, region, xs[order[:8]][margins[order[:8]] <= 0], input_shape)
+    found = confirm(ort, box, region, xs[order[:8]][margins[order[:8]] <= 0], input_shape)
     if found is not None or config.pgd_starts <= 0 or time.monotonic() > deadline:
         return found
     starts = xs[order[:config.pgd_starts]]
     x = _descend(chain, region, box, starts, config, deadline)
     m = region.margin(chain.evaluate(x))
     best = np.argsort(m, kind="stable")[:8]
-    return confirm_alone(ort, box, region, x[best][m[best] <= 1e-6], input_shape)
+    return confirm(ort, box, region, x[best][m[best] <= 1e-6], input_shape)
 
 
 def _descend(chain: DenseChain, region: Region, box: Box, x: np.ndarray, config: DenseConfig,
@@ -319,7 +305,7 @@ class _Search:
         hit = self.region.margin(self.chain.evaluate(cand)) <= 1e-6
         if not hit.any():
             return None
-        return confirm_alone(self.ort, self.box, self.region, cand[hit][:16], self.shape)
+        return confirm(self.ort, self.box, self.region, cand[hit][:16], self.shape)
 
     def _split(self, lo: np.ndarray, hi: np.ndarray, open_: np.ndarray, depth: np.ndarray, a: np.ndarray,
                lower: np.ndarray) -> None:

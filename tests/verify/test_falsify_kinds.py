@@ -71,3 +71,31 @@ def test_sigmoid_net(seed: int, tmp_path: Path) -> None:
     res = verify_property(net, prop, config=CONFIG)
     assert res.verdict is Verdict.VIOLATED, res.message
     assert counterexample_ok(net, parse(prop), res.counterexample.x)
+
+
+class _BatchAndAlone:
+    """A stand-in for onnxruntime whose batch runs put y_0 at 0 (the region's boundary, unsafe) and
+    whose single-input runs put it 1e-7 above (safe): the last-bit difference between batch sizes."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(len(x))
+        flat = x.reshape(len(x), -1)
+        return np.stack([flat[:, 0] * 0 + (0.0 if len(x) > 1 else 1e-7), flat[:, 0]], axis=1).astype(np.float32)
+
+
+def test_confirm_counts_a_candidate_only_when_its_own_run_is_unsafe() -> None:
+    from nnaudit.verify.falsify import confirm
+    from nnaudit.verify.spec import linear_property
+
+    prop = linear_property(np.zeros(2), np.ones(2), [(np.array([[1.0, 0.0]]), np.array([0.0]))])  # y_0 <= 0
+    (box, region), = prop.cases
+    fake = _BatchAndAlone()
+    xs = np.array([[0.5, 0.5], [0.25, 0.75]])
+    assert confirm(fake, box, region, xs, (2,)) is None          # unsafe in the batch, safe alone
+    assert fake.calls == [2, 1, 1]                                 # every batch-unsafe candidate ran alone
+    fake.run = lambda x: np.zeros((len(x), 2), np.float32)         # unsafe both ways
+    found = confirm(fake, box, region, xs, (2,))
+    assert found is not None and np.allclose(found.x, xs[0])
