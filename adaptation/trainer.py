@@ -90,12 +90,6 @@ class DannRun:
         raise ConfigError(f"unknown or untrained model {name!r}; expected 'dann' or 'source_only'")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; a cuda device must exist
-    (:func:`nnaudit.networks.devices.resolve_device`), named as a string for the JSON."""
-    return str(devices.resolve_device(device))
-
-
 def train_dann(data: DomainData, config: DannConfig = DannConfig(), *,
                parts: Parts | Callable[[tuple[int, ...], int], Parts] | None = None,
                checkpoint: str | os.PathLike[str] | None = None, resume: bool = False,
@@ -110,7 +104,7 @@ def train_dann(data: DomainData, config: DannConfig = DannConfig(), *,
     ``on_epoch(record, history)`` gets each epoch's record as it is finished
     and all records so far (including those restored from the checkpoint).
     """
-    device = resolve_device(config.device)
+    device = devices.device_name(config.device)
     _check_data(data)
     threads = torch.get_num_threads()
     if config.cpu_threads and device == "cpu":

@@ -43,4 +43,3 @@ def device_name(device: str | None) -> str:
     if device is None or str(device).strip().lower() == "cpu":
         return "cpu"
     return str(resolve_device(device))
-

@@ -100,12 +100,14 @@ def _device(config: VerifyConfig) -> Any:
 
     On a GPU the search runs in this process alone (``bab.workers`` 1): forked workers cannot
     use the CUDA context of their parent, and the GPU, not the second core, is the parallelism."""
-    from nnaudit.networks.devices import resolve_device
+    from nnaudit.networks.devices import device_name
 
-    if str(config.device).strip().lower() == "cpu":
+    name = device_name(config.device)
+    if name == "cpu":
         return None
-    device = resolve_device(config.device)
-    return None if device.type == "cpu" else device
+    import torch
+
+    return torch.device(name)
 
 
 def _inputs(network: Any, prop: Any) -> tuple[Any, Property, str]:

@@ -70,7 +70,7 @@ def confirm(ort: Any, box: Box, region: Region, xs: np.ndarray, input_shape: tup
         return None
     y = ort.run(x32.reshape((len(x32),) + tuple(input_shape)))
     for i in np.flatnonzero(region.contains(y))[:16]:
-        alone = ort.run(x32[i:i + 1].reshape((1,) + tuple(input_shape)))
+        alone = y[i:i + 1] if len(x32) == 1 else ort.run(x32[i:i + 1].reshape((1,) + tuple(input_shape)))
         if region.contains(alone)[0]:
             return Counterexample(x32[i].astype(np.float64), alone[0], tuple(input_shape))
     return None

@@ -51,7 +51,8 @@ def command(**opts: Any) -> None:
     from nnaudit.adaptation.tasks import bundled_task
     from nnaudit.adaptation.export import export_onnx
     from nnaudit.adaptation.record import adapt_body
-    from nnaudit.adaptation.trainer import resolve_device, train_dann
+    from nnaudit.adaptation.trainer import train_dann
+    from nnaudit.networks.devices import device_name
     from nnaudit.reports import schema
 
     if opts["task"] and (opts["source"] or opts["target"]):
@@ -66,7 +67,7 @@ def command(**opts: Any) -> None:
     overrides = {k: opts[k] for k in ("epochs", "batch_size", "lr0") if opts[k] is not None}
     config = for_task(data.name, device=opts["device"], amp=opts["amp"], seed=opts["seed"],
                       source_only=opts["baseline"], **overrides)
-    device = resolve_device(config.device)
+    device = device_name(config.device)
     out = Path(opts["out"])
     ckpt = Path(opts["checkpoint"]) if opts["checkpoint"] else out.with_name(out.name + ".ckpt")
     if opts["resume"] and not ckpt.is_file():
