@@ -69,7 +69,7 @@ def test_cli_device_auto_runs_and_names_the_device(tmp_path: Path) -> None:
     path, x, label, prop = cnn_case(tmp_path, 2, 0.02)
     spec = write_vnnlib(prop, tmp_path / "p.vnnlib")
     doc_path = tmp_path / "run.json"
-    out = CliRunner().invoke(cli, ["verify", str(path), str(spec), "--device", "auto", "--timeout", "30",
+    out = CliRunner().invoke(cli, ["verify", str(path), str(spec), "--device", "auto", "--timeout", "120",
                                     "--workers", "1", "--no-progress", "-o", str(doc_path)])
     assert out.exit_code in (0, 1), out.output
     doc = json.loads(doc_path.read_text())
@@ -86,7 +86,7 @@ def test_the_device_context_path_runs_on_the_cpu(tmp_path: Path, monkeypatch: py
     from nnaudit.verify import engine
 
     path, x, label, prop = cnn_case(tmp_path, seed, eps)
-    cfg = VerifyConfig(timeout_s=20, route=Route.TORCH, bab=BabConfig(workers=2))
+    cfg = VerifyConfig(timeout_s=120, route=Route.TORCH, bab=BabConfig(workers=2))
     plain = verify_property(path, prop, config=cfg)
     seen = []
     real = engine._search_cases
@@ -178,18 +178,21 @@ def test_torch_route_reads_through_cpu_at_run_time(tmp_path: Path, kind: str, ho
     from nnaudit.networks import load
     from nnaudit.verify.spec import robustness_property
 
-    cfg = dict(timeout_s=5, route=Route.TORCH, bab=BabConfig(workers=1))
+    cfg = dict(route=Route.TORCH, bab=BabConfig(workers=1))
     if kind == "conv-structured":
         cfg["structured_bytes"] = 0
-    if kind.startswith("conv"):  # proved after a few splits, falsified, and a search cut off by its deadline
-        cases = [cnn_case(tmp_path, seed, eps)[::3] for seed, eps in ((9, 0.2), (10, 0.15), (5, 0.2))]
+    if kind.startswith("conv"):  # proved after a few splits, falsified (60 s: ample on a busy machine),
+        # and a search cut off by its deadline (5 s)
+        cases = [cnn_case(tmp_path, seed, eps)[::3] + (limit,) for seed, eps, limit in ((9, 0.2, 60), (10, 0.15, 60),
+                                                                                         (5, 0.2, 5))]
     else:
         path = _dense_net(tmp_path, kind)
         net = load(path)
         x = np.random.default_rng(3).uniform(0, 1, net.input_size)
         label = int(net.predict(x.reshape((1,) + net.input_shape))[0])
-        cases = [(path, robustness_property(x - eps, x + eps, label, net.output_size)) for eps in (0.01, 0.05, 0.3)]
-    verdicts = [verify_property(path, prop, config=VerifyConfig(**cfg)).verdict for path, prop in cases]
+        cases = [(path, robustness_property(x - eps, x + eps, label, net.output_size), 60) for eps in (0.01, 0.05, 0.3)]
+    verdicts = [verify_property(path, prop, config=VerifyConfig(timeout_s=limit, **cfg)).verdict
+                for path, prop, limit in cases]
     assert set(verdicts) & {Verdict.HOLDS, Verdict.VIOLATED}
 
 
