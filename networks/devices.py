@@ -15,19 +15,25 @@ if TYPE_CHECKING:
     import torch
 
 
+def parse_device(device: Any) -> str:
+    """``device`` spelled the one way (``cpu``, ``cuda``, ``cuda:N`` or ``auto``), without asking
+    whether it is present: for a run whose workers are on other machines."""
+    import re
+
+    name = str(device).strip().lower()
+    if not re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", name):
+        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    return name
+
+
 def resolve_device(device: Any) -> torch.device:
     """``"auto"`` -> cuda when available else cpu; a cuda device must exist (index included)."""
     import torch
 
-    name = str(device).strip().lower()
+    name = parse_device(device)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device: {device!r} requested but CUDA is not available; use cpu or auto")

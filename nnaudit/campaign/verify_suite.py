@@ -45,10 +45,13 @@ class SuiteParams:
 
     timeout: float | None = None   # seconds per instance (None: the CSV's)
     seed: int = 0                  # seed of the falsifier
+    device: str = "cpu"            # where each worker runs the bounds: cpu, cuda, cuda:N or auto (on the worker)
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": "verify-suite", "timeout": self.timeout if self.timeout is not None else "csv",
-                "seed": self.seed}
+        """The store's settings; the device only when not the CPU, so stores written before it resume."""
+        out: dict[str, Any] = {"kind": "verify-suite", "timeout": self.timeout if self.timeout is not None else "csv",
+                               "seed": self.seed}
+        return out if self.device == "cpu" else {**out, "device": self.device}
 
 
 def read_instances(path: str | Path) -> list[Instance]:
@@ -109,7 +112,8 @@ def run_instance(network: Any, item: Item, job: Job) -> dict[str, Any]:
     vnnlib, csv_timeout = item.spec
     params: SuiteParams = job.params
     timeout = params.timeout if params.timeout is not None else csv_timeout
-    cfg = VerifyConfig(timeout_s=timeout, route=Route.AUTO)  # small ReLU networks: the dense route first
+    # small ReLU networks: the dense route first; a GPU the worker lacks is a ConfigError (an error row)
+    cfg = VerifyConfig(timeout_s=timeout, route=Route.AUTO, device=params.device)
     cfg = replace(cfg, falsify=replace(cfg.falsify, seed=params.seed), bab=replace(cfg.bab, workers=1))
     start = time.perf_counter()
     (res,), _ = run_verify(network, [vnnlib], cfg)

@@ -30,8 +30,11 @@ EPILOG = ("Exit codes: 0 every instance holds, 1 some instance violated, 2 bad i
               help="Instances of one model per job (more for many tiny instances).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the falsifier.")
 @click.option("--benchmark", default=None, help="Benchmark name in the results CSV (default: the CSV's folder).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where each worker runs the bound computations: cpu, cuda, cuda:N or auto (cuda where the "
+                   "worker has one). Local workers: a GPU asked for and missing is exit 2 before any work.")
 def command(instances: str, results: str, store: str | None, scheduler: str | None, workers: int | None,
-            timeout: float | None, chunk: int, seed: int, benchmark: str | None) -> None:
+            timeout: float | None, chunk: int, seed: int, benchmark: str | None, device: str) -> None:
     """Decide every instance of INSTANCES (rows onnx,vnnlib,timeout, paths relative to the CSV) with the
     complete verifier, on local processes or a Dask cluster, and write the results CSV and a summary.
     With a Dask cluster the files must be at the same paths on every worker (a shared file system)."""
@@ -41,7 +44,7 @@ def command(instances: str, results: str, store: str | None, scheduler: str | No
     from nnaudit.reports.store import ResultStore
 
     rows = read_instances(instances)
-    params = SuiteParams(timeout=timeout, seed=seed)
+    params = SuiteParams(timeout=timeout, seed=seed, device=_device(device, scheduler))
     config = ExecutorConfig.from_options(scheduler, workers)
     with tempfile.TemporaryDirectory() as tmp, ResultStore(store or Path(tmp) / "results.db") as db:
         digest = db.add_settings("verify", params.settings())
@@ -59,6 +62,19 @@ def command(instances: str, results: str, store: str | None, scheduler: str | No
             raise SystemExit(Terminated.exit_code if term else 130) from None
         counts = write_results(results, benchmark or Path(instances).resolve().parent.name, rows, db, shas, digest)
     _summary(counts, stats.line(), where, results)
+
+
+def _device(device: str, scheduler: str | None) -> str:
+    """The device as the workers get it: with local processes checked on this machine (a GPU asked for
+    and missing is exit 2) and ``auto`` resolved; to a Dask cluster only its spelling is checked here,
+    and each worker resolves it (an error row where a worker lacks the GPU)."""
+    import os
+
+    from nnaudit.networks.devices import device_name, parse_device
+
+    if scheduler or os.environ.get("NNAUDIT_SCHEDULER"):
+        return parse_device(device)
+    return device_name(device)
 
 
 def _summary(counts: dict[str, int], line: str, where: str, results: str) -> None:

@@ -190,3 +190,60 @@ def test_sigterm_stops_the_workers_and_exits_143_with_the_results_kept(tmp_path:
     psutil.wait_procs(children, timeout=10)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert len(_verdicts(db)) >= 1
+
+
+# -- --device ----------------------------------------------------------------------------------------------------
+
+no_gpu = pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+
+
+def test_a_misspelled_device_is_exit_2_before_any_work_local_or_on_a_cluster(tmp_path: Path) -> None:
+    csv_path = suite(tmp_path, SMALL[:1])
+    for env in ({}, {"NNAUDIT_SCHEDULER": "tcp://127.0.0.1:1"}):     # the spelling is checked before the scheduler
+        res = CliRunner().invoke(cli, ["verify-suite", str(csv_path), "--store", str(tmp_path / "r.db"),
+                                       "--results", str(tmp_path / "out.csv"), "--device", "tpu"], env=env)
+        assert res.exit_code == 2, res.output
+        assert "device: expected cpu, cuda, cuda:N or auto, got 'tpu'" in res.output
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "out.csv").exists()
+
+
+@no_gpu
+def test_a_gpu_missing_on_this_machine_is_exit_2_before_any_work(tmp_path: Path) -> None:
+    csv_path = suite(tmp_path, SMALL[:1])
+    res = CliRunner().invoke(cli, ["verify-suite", str(csv_path), "--store", str(tmp_path / "r.db"),
+                                   "--results", str(tmp_path / "out.csv"), "--device", "cuda:1"])
+    assert res.exit_code == 2, res.output
+    assert "device: 'cuda:1' requested but CUDA is not available" in res.output
+    assert not (tmp_path / "r.db").exists()
+
+
+@no_gpu
+def test_device_auto_without_a_gpu_is_the_cpu_run_and_resumes_its_store(tmp_path: Path) -> None:
+    csv_path = suite(tmp_path, SMALL[:2])
+    args = ["verify-suite", str(csv_path), "--store", str(tmp_path / "r.db"), "--workers", "1",
+            "--results", str(tmp_path / "results.csv")]
+    first = CliRunner().invoke(cli, args)
+    assert "2 run now, 0 already stored" in first.output, first.output
+    again = CliRunner().invoke(cli, [*args, "--device", "auto"])
+    assert "0 run now, 2 already stored" in again.output, again.output
+    assert again.exit_code == first.exit_code
+
+
+def test_the_device_is_in_the_settings_only_when_it_is_not_the_cpu() -> None:
+    from nnaudit.campaign.verify_suite import SuiteParams
+
+    # the CPU's settings are those written before --device existed: stores written then resume
+    assert SuiteParams(timeout=5.0, seed=1).settings() == {"kind": "verify-suite", "timeout": 5.0, "seed": 1}
+    assert SuiteParams(device="cuda:0").settings() == {"kind": "verify-suite", "timeout": "csv", "seed": 0,
+                                                       "device": "cuda:0"}
+
+
+@no_gpu
+def test_a_worker_without_the_gpu_raises_a_config_error_that_becomes_the_instance_error(tmp_path: Path) -> None:
+    from nnaudit.campaign.verify_suite import SuiteParams, read_instances, run_instance, suite_jobs
+    from nnaudit.errors import ConfigError
+    from nnaudit.networks import load
+
+    (job,) = suite_jobs(read_instances(suite(tmp_path, SMALL[:1])), SuiteParams(device="cuda"), "digest")
+    with pytest.raises(ConfigError, match="'cuda' requested but CUDA is not available"):
+        run_instance(load(job.model.path), job.items[0], job)
