@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 $py -c "import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 # -P: the repository's nnaudit/ folder must not shadow the installed package
 [[ $checks == *" tests "* ]] && { $py -P -m pytest -q -rA -p no:cacheprovider tests/attacks/test_attacks_cuda.py tests/adaptation/test_adaptation_cuda.py \
-    tests/verify/test_verify_device.py \
+    tests/verify/test_verify_device.py tests/verify/test_region_device.py \
     2>&1 | tee bench/results/gpu_tests.log || status=1; }
 [[ $checks == *" dann "* ]] && { $py -P bench/dann_gpu_check.py || status=1; }
 [[ $checks == *" attacks "* ]] && { $py -P bench/attacks_vs_torchattacks.py --device cuda --repeats 3 || status=1; }

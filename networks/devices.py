@@ -7,6 +7,7 @@ configuration error before any work starts, never a CUDA traceback halfway throu
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from nnaudit.errors import ConfigError
@@ -49,3 +50,15 @@ def device_name(device: str | None) -> str:
     if device is None or str(device).strip().lower() == "cpu":
         return "cpu"
     return str(resolve_device(device))
+
+
+def on_device(device: str | None) -> AbstractContextManager:
+    """A context in which torch makes every new tensor on ``device`` (resolved as by
+    :func:`resolve_device`): ``with torch.device(...)``, or nothing at all on the CPU, where the
+    device context's dispatch hook would only cost every small operation."""
+    name = device_name(device)
+    if name == "cpu":
+        return nullcontext()
+    import torch
+
+    return torch.device(name)

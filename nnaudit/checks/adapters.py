@@ -138,16 +138,18 @@ def prepare_regions(check: RegionsCheck, run: RunSettings, cache: RunCache) -> R
 
     net = cache.network(check.model, check.mean, check.std)
     x, y = cache.samples(net, check.data, check.limit)
+    with naming_key(check, "device"):  # a GPU asked for and missing: before any work
+        device = device_name(run.device or check.device)
     config = RegionsRun(grid=check.grid, patch=check.patch, step=check.step, steps=check.steps, budget=check.budget,
                         budget_norm=check.budget_norm, method=check.method, timeout=run.timeout or check.timeout,
-                        seed=check.seed)
+                        seed=check.seed, device=device)
     ImageLayout.from_input_shape(net.input_shape)  # not an image: fails here
     method_list(check.method)
     with naming_key(check, "patch" if check.patch is not None else "grid"):
         plan = config.plan(net, len(x))          # a grid or patch that does not fit the image: fails here
     with naming_key(check, "data"):
         check_range(net, x, plan)  # data outside the clip range: fails here
-    record = Record(device=run.device or check.device, command=run.command or None)
+    record = Record(device=device, command=run.command or None)
     total = len(x) * len(plan.regions) * len(method_list(check.method))
 
     def go() -> tuple[Judgement, dict[str, Any]]:

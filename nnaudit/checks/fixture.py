@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,12 @@ class Nnaudit:
 
         net = adapters.load_network(self._path(model))
         x, y = self._data(net, data, limit)
+        from nnaudit.networks.devices import device_name
+
+        device = device_name(self.device)  # auto resolved: the record names the device that ran
         config = RegionsRun(grid=grid, patch=patch, step=step, steps=steps, budget=budget, budget_norm=budget_norm,
-                            method=method, timeout=timeout or self.timeout or 10.0, seed=self.seed)
-        images, doc = run_regions(net, x, y, config, self._record())
+                            method=method, timeout=timeout or self.timeout or 10.0, seed=self.seed, device=device)
+        images, doc = run_regions(net, x, y, config, replace(self._record(), device=device))
         result = tuple(images)
         self._recorder.add_call(self._nodeid, "regions", result, doc)
         return result

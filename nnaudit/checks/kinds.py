@@ -21,7 +21,7 @@ class CheckBase:
     name: str                        # test id and table row; unique in the file
     model: Path                      # the ONNX file (zoo names resolved)
     source: str = ""                 # "path/nnaudit.toml: [[check]] #2 ('name')" for messages
-    device: str = "cpu"              # cpu, cuda, cuda:N or auto (attacks)
+    device: str = "cpu"              # cpu, cuda, cuda:N or auto (attacks, regions, verify)
     seed: int = 0                    # random seed of attacks / falsification
     unknown_is_failure: bool = False  # an inconclusive result counts as a failure
     mean: tuple[float, ...] | None = None  # input normalisation (x - mean) / std in front of the model, per

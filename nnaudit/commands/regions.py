@@ -72,6 +72,9 @@ EPILOG = ("Exit codes: 0 every region safe, 1 some region unsafe, 2 bad input, 3
               help="Run the images on this Dask scheduler (default: $NNAUDIT_SCHEDULER with --store).")
 @click.option("--workers", type=WORKERS, default=None,
               help="Local worker processes of a campaign (--store; default: all cores).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the bounds, the lattice attack and the ReLU-splitting search run: cpu, cuda, cuda:N or "
+                   "auto (cuda when present).")
 @normalisation.options()
 def command(model: str, **options: Any) -> None:
     """Check, for every image of DATA and every region of it, whether moving
@@ -90,7 +93,7 @@ def command(model: str, **options: Any) -> None:
     plan = opts.plan(net, len(x))
     check_value_range(x[list(plan.indices)], *opts.clip, str(opts.data), normalisation.range_hint(net))
     check_range(net, x, plan)  # before the progress bar: bad data is one line
-    record = Record(data=str(opts.data), json_path=opts.json_path, resume=opts.resume)
+    record = Record(data=str(opts.data), json_path=opts.json_path, resume=opts.resume, device=plan.config.device)
     total = len(plan.indices) * len(plan.regions) * (2 if opts.method == "both" else 1)
     errors: list[str] = []
     try:
@@ -175,6 +178,7 @@ class RegionsOptions:
     dlv_search: str = "path"          # --dlv-search path|single (DLVSearch)
     dlv_heuristic: str = "derivative"  # --dlv-heuristic activation|derivative (Heuristic)
     dlv_depth: int = 64               # --dlv-depth N
+    device: str = "cpu"               # --device cpu|cuda|cuda:N|auto
 
     def check(self) -> None:
         """Options that exclude or need each other; SpecError/ConfigError before any work."""
@@ -217,8 +221,11 @@ class RegionsOptions:
         dlv = DLVConfig(layer=self.dlv_layer, num_features=self.dlv_features, feature_dims=self.dlv_dims,
                         mode=self.dlv_mode, exit_when="all" if self.dlv_all else "first", search=self.dlv_search,
                         heuristic=self.dlv_heuristic, depth=self.dlv_depth)
+        from nnaudit.networks.devices import device_name
+
         return RegionConfig(timeout_per_region=self.timeout_per_region, bank=self.time_bank,
-                            exact=replace(ExactConfig(), seed=self.seed), dlv=dlv)
+                            exact=replace(ExactConfig(), seed=self.seed), dlv=dlv,
+                            device=device_name(self.device))  # auto resolved: the record names what ran
 
     def plan(self, network: Any, count: int) -> RunPlan:
         """The :class:`~nnaudit.verify.regions.run.RunPlan` over ``count`` images of ``network``'s input."""

@@ -41,6 +41,7 @@ class RegionsRun:
     timeout: float = 10.0                    # seconds per region and method
     seed: int = 0                            # recorded as the run's seed
     time_bank: float = 0.0                   # exact: extra time per region from the image's unused time, in timeouts
+    device: str = "cpu"                      # where the torch work runs: cpu, cuda, cuda:N (auto: resolve first)
 
     @property
     def spec(self) -> str:
@@ -58,13 +59,14 @@ class RegionsRun:
         regions = resolve_regions(layout_of(network), self.spec)
         grid = tuple(self.grid) if self.grid and self.patch is None else None
         return RunPlan(tuple(range(count)), tuple(regions), self.manipulation(), self.method, grid, self.patch,
-                       RegionConfig(timeout_per_region=self.timeout, bank=self.time_bank))
+                       RegionConfig(timeout_per_region=self.timeout, bank=self.time_bank, device=self.device))
 
     def settings(self, count: int) -> dict[str, Any]:
         """The ``settings`` recorded for this run over ``count`` images."""
         return {"regions": self.spec, "manipulation": self.manipulation().to_dict(), "method": self.method,
                 "timeout_per_region": self.timeout, "num_images": int(count),
-                **({"bank": self.time_bank} if self.time_bank else {})}
+                **({"bank": self.time_bank} if self.time_bank else {}),
+                **({"device": self.device} if self.device != "cpu" else {})}
 
 
 def regions_settings(plan: RunPlan, data: str | None) -> dict[str, Any]:

@@ -133,10 +133,10 @@ def _bare_numpy_calls(path: Path) -> list[int]:
 
 
 def test_torch_route_reads_tensors_back_through_cpu() -> None:
-    """The modules the torch route runs on a GPU never call ``.numpy()`` on a tensor that may
+    """The modules the torch route and region safety run on a GPU never call ``.numpy()`` on a tensor that may
     live there (it fails on CUDA tensors); ``.cpu()`` first costs nothing on the CPU."""
-    files = sorted((ROOT / "verify").glob("*.py")) + sorted((ROOT / "verify" / "bab").glob("*.py"))
-    assert len(files) > 20
+    files = [f for sub in ("", "bab", "regions") for f in sorted((ROOT / "verify" / sub).glob("*.py"))]
+    assert len(files) > 35
     found = {str(f.relative_to(ROOT)): lines for f in files if (lines := _bare_numpy_calls(f))}
     assert found == {}
 
@@ -146,30 +146,6 @@ def _dense_net(tmp: Path, kind: str) -> Path:
     if kind == "relu":
         return mlp(tmp, 3, (5, 16, 16, 3))
     return mlp(tmp, 4, (5, 12, 3), "Sigmoid") if kind == "sigmoid" else residual(tmp, 5)
-
-
-@pytest.fixture
-def host_reads_marked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Emulate a device on the CPU: a tensor may become a NumPy array (``.numpy()``,
-    ``np.asarray``) only when it came out of ``.cpu()``, as a CUDA tensor must."""
-    real_cpu, real_numpy, real_array = torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.__array__
-
-    def cpu(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        out = real_cpu(self, *args, **kwargs)
-        out = out.view_as(out) if out is self else out  # a new tensor object (same storage) to mark
-        out._nnaudit_host = True
-        return out
-
-    def guarded(real: object) -> object:
-        def read(self: torch.Tensor, *args: object, **kwargs: object) -> object:
-            if not getattr(self, "_nnaudit_host", False):
-                raise AssertionError("a tensor was read into NumPy without .cpu() (fails on a GPU)")
-            return real(self, *args, **kwargs)
-        return read
-
-    monkeypatch.setattr(torch.Tensor, "cpu", cpu)
-    monkeypatch.setattr(torch.Tensor, "numpy", guarded(real_numpy))
-    monkeypatch.setattr(torch.Tensor, "__array__", guarded(real_array))
 
 
 @pytest.mark.parametrize("kind", ["conv", "conv-structured", "relu", "sigmoid", "residual"])
@@ -267,10 +243,11 @@ device = "{device}"
 """
 
 
-def _check(folder: Path, device: str) -> tuple[int, str, Path]:
+def run_check(folder: Path, device: str, toml: str = CHECK) -> tuple[int, str, Path]:
+    """``nnaudit check`` on ``toml`` (its ``{device}`` filled in) in ``folder``: exit code, output, JSON path."""
     examples = ROOT / "examples" / "ci" / "properties"
     (folder / "moons_sample0.vnnlib").write_text((examples / "moons_sample0.vnnlib").read_text())
-    (folder / "nnaudit.toml").write_text(CHECK.format(device=device))
+    (folder / "nnaudit.toml").write_text(toml.format(device=device))
     out = folder / "out.json"
     res = CliRunner().invoke(cli, ["check", "--config", str(folder / "nnaudit.toml"), "--json", str(out)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
@@ -279,14 +256,14 @@ def _check(folder: Path, device: str) -> tuple[int, str, Path]:
 
 @no_cuda
 def test_check_file_device_cuda_without_gpu_names_the_key(tmp_path: Path) -> None:
-    code, out, _ = _check(tmp_path, "cuda")
+    code, out, _ = run_check(tmp_path, "cuda")
     assert code == 2, out
     assert "nnaudit.toml" in out and "'device'" in out and "CUDA is not available" in out
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_check_file_device_runs_and_is_recorded(tmp_path: Path, device: str) -> None:
-    code, out, doc_path = _check(tmp_path, device)
+    code, out, doc_path = run_check(tmp_path, device)
     assert code == 0, out
     (entry,) = json.loads(doc_path.read_text())["checks"]
     expected = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from nnaudit.errors import SpecError
+from nnaudit.networks.devices import on_device
 from nnaudit.verify.regions.dlv import DLVConfig, check_dlv
 from nnaudit.verify.regions.batch import bound_mode, hull_margins
 from nnaudit.verify.regions.check import RegionContext, make_context
@@ -63,6 +64,7 @@ class RegionConfig:
                                                             # timeout_per_region more (0: a fixed budget per region)
     exact: ExactConfig = field(default_factory=ExactConfig)  # bounds / attack / enumeration / Z3 routes
     dlv: DLVConfig = field(default_factory=DLVConfig)        # the layer-by-layer search
+    device: str = "cpu"                                     # where the torch work runs: cpu, cuda, cuda:N or auto
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -70,6 +72,8 @@ class RegionConfig:
         out = asdict(self)
         if not self.bank:
             del out["bank"]      # the fixed budget per region, as files written before the bank say
+        if self.device == "cpu":
+            del out["device"]    # likewise: files written before --device resume
         return out
 
 
@@ -148,7 +152,17 @@ def check_image(network: Any, x: np.ndarray, label: int | None,
     if ctx.label != label:
         return ImageResult(index, label, ctx.label, shape, ctx.x0, (),
                            skipped=f"misclassified: label {label}, onnxruntime predicts {ctx.label}")
-    done = dict(done or {})
+    with on_device(config.device):  # bounds, attacks and searches make their tensors there
+        return _check_regions(ctx, index, label, shape, region_list, manip, methods, config, dict(done or {}),
+                              on_result)
+
+
+def _check_regions(ctx: RegionContext, index: int, label: int, shape: tuple[int, ...],
+                   region_list: Sequence[ImageRegion], manip: Manipulation, methods: Sequence[str],
+                   config: RegionConfig, done: dict[tuple[int, str], RegionResult],
+                   on_result: Callable[[RegionResult], None] | None) -> ImageResult:
+    """:func:`check_image` once the image is classified right: the batched hull bounds of every
+    region, then each region by each method in the work order, with the time bank."""
     made = time.perf_counter()
     fams = {r.id: make_family(ctx.x0, r.pixels, manip) for r in region_list
             if "exact" in methods and (r.id, "exact") not in done}

@@ -147,7 +147,7 @@ def _bound(low: object, lo: np.ndarray, hi: np.ndarray, ctxs: Sequence[RegionCon
         x_lo, x_hi = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
         b = compute_bounds(low, x_lo, x_hi, method=method, intermediate=intermediate)
         res = spec_lower(low, b, torch.as_tensor(c), torch.as_tensor(d), method=method)
-    return res.lower.numpy().min(axis=1)
+    return res.lower.cpu().numpy().min(axis=1)
 
 
 def _full_pass(ctxs: Sequence[RegionContext], fams: Sequence[Family], method: str) -> np.ndarray:

@@ -140,10 +140,10 @@ class _Boxes:
                                parent=self.root, intermediate=self.intermediate)
             res = spec_lower(self.low, b, self.c, torch.zeros(self.c.shape[0], dtype=torch.float64),
                              method=self.method)
-        lower = res.lower.numpy()
+        lower = res.lower.cpu().numpy()
         cols = self.columns()
         width = (hi - lo)[:, cols]
-        coef = np.abs(res.a_in.numpy()[:, :, cols])                        # (D, r, p)
+        coef = np.abs(res.a_in.cpu().numpy()[:, :, cols])                        # (D, r, p)
         coef = np.where((lower <= BOUND_TOL)[:, :, None], coef, 0.0).max(axis=1)
         return lower, coef * width, width
 

@@ -75,7 +75,7 @@ def prepare(ctx: RegionContext, fam: Family, manip: Manipulation, config: DLVCon
     if config.layer > 0:
         with torch.no_grad():
             b = compute_bounds(low, torch.as_tensor(lo[None]), torch.as_tensor(hi[None]))
-        reach += [(b.out_lo[i][0].numpy(), b.out_hi[i][0].numpy()) for i in range(config.layer)]
+        reach += [(b.out_lo[i][0].cpu().numpy(), b.out_hi[i][0].cpu().numpy()) for i in range(config.layer)]
     return Search(ctx, fam, manip, config, reach, {"z3_calls": 0, "preimages": 0})
 
 

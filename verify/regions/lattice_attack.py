@@ -58,8 +58,10 @@ class _Scorer:
     """Float32 torch margins of flat members ``(B, n_in)`` and their gradients."""
 
     def __init__(self, ctx: RegionContext) -> None:
+        import torch
+
         self.ctx = ctx
-        self.model = ctx.network.to_torch()
+        self.model = ctx.network.to_torch(torch.get_default_device())
         self.tried = 0
 
     def margins(self, xs: np.ndarray, chunk: int) -> np.ndarray:
@@ -68,7 +70,7 @@ class _Scorer:
         out = []
         with torch.no_grad():
             for i in range(0, len(xs), chunk):
-                out.append(self._margin(torch.as_tensor(xs[i:i + chunk], dtype=torch.float32)).numpy())
+                out.append(self._margin(torch.as_tensor(xs[i:i + chunk], dtype=torch.float32)).cpu().numpy())
         self.tried += len(xs)
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
@@ -165,7 +167,7 @@ def _pgd(scorer: _Scorer, fam: Family, grid: _Grid, config: LatticeConfig, deadl
         x = base.index_copy(1, pix, zt)
         m = scorer._margin(x, targets)
         grad, = torch.autograd.grad(m.sum(), zt)
-        g = grad.numpy().astype(np.float64)
+        g = grad.cpu().numpy().astype(np.float64)
         scorer.tried += len(z)
         z = np.clip(z - rate * np.sign(g), lo, hi)
         gain = np.abs(g * (z - fam.x0[fam.pixels]))

@@ -85,7 +85,7 @@ class _ConeNetwork:
         import torch
 
         ctx, pix = self.ctx, torch.as_tensor(self.pixels)
-        model = ctx.network.to_torch()
+        model = ctx.network.to_torch(torch.get_default_device())
         base = torch.as_tensor(ctx.x0, dtype=torch.float32)
 
         class Placed(torch.nn.Module):

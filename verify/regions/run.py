@@ -70,8 +70,10 @@ def check_images(network: Any, x: np.ndarray, y: np.ndarray, plan: RunPlan, *, d
     checking again.  One onnxruntime session on ``network``'s file confirms
     every counterexample.  Returns the image results in plan order.
     """
+    from nnaudit.networks.devices import device_name
     from nnaudit.networks.runtime import reference
 
+    device_name(plan.config.device)  # a GPU asked for and missing: a ConfigError before any work
     listener = listener or RunListener()
     ort = reference(network)
     results = []
