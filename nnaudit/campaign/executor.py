@@ -4,7 +4,8 @@ One interface, two back ends (:class:`Backend`):
 
 - EMBEDDED (the default): a ``concurrent.futures`` process pool on this
   machine (forked, so start-up costs milliseconds, and nothing more to
-  install).  A worker process that dies (killed, out of memory) breaks the
+  install; spawned instead once this process has seen a CUDA GPU, which a
+  forked child could not use: :func:`start_method`).  A worker process that dies (killed, out of memory) breaks the
   pool; the pool is restarted and the unfinished jobs are submitted again,
   a job at most :data:`ALLOWED_FAILURES` times, as Dask does (a broken pool
   fails every unfinished job at once, so each of them counts the death).
@@ -122,7 +123,7 @@ class Executor:
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing as mp
 
-        return ProcessPoolExecutor(self._workers(), mp_context=mp.get_context("fork"), initializer=worker_init)
+        return ProcessPoolExecutor(self._workers(), mp_context=mp.get_context(start_method()), initializer=worker_init)
 
     def _run_embedded(self, jobs: list[Job]) -> Iterator[list[Any]]:
         failures = dict.fromkeys(range(len(jobs)), 0)
@@ -177,6 +178,19 @@ class Executor:
         from concurrent.futures import CancelledError
 
         return isinstance(exc, (OSError, TimeoutError, CancelledError)) or self._client.status != "running"
+
+
+def start_method() -> str:
+    """``"fork"`` (workers start in milliseconds, sharing what this process loaded), or ``"spawn"``
+    when this process has imported torch and torch sees a CUDA GPU: asking that (as resolving a
+    ``--device`` does) initialises the CUDA driver, and a child forked after that cannot use the GPU.
+    A process that never imported torch (a CPU run of ``verify-suite``) forks without asking."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return "spawn"
+    return "fork"
 
 
 def _connect(config: ExecutorConfig) -> Any:

@@ -247,3 +247,17 @@ def test_a_worker_without_the_gpu_raises_a_config_error_that_becomes_the_instanc
     (job,) = suite_jobs(read_instances(suite(tmp_path, SMALL[:1])), SuiteParams(device="cuda"), "digest")
     with pytest.raises(ConfigError, match="'cuda' requested but CUDA is not available"):
         run_instance(load(job.model.path), job.items[0], job)
+
+
+def test_spawned_workers_give_the_same_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start a GPU run takes (spawned workers: a child forked after CUDA was initialised cannot use
+    it), taken here on the CPU: the workers start from nothing and decide as forked ones do."""
+    from nnaudit.campaign import executor
+
+    assert executor.start_method() == ("spawn" if __import__("torch").cuda.is_available() else "fork")
+    monkeypatch.setattr(executor, "start_method", lambda: "spawn")
+    csv_path = suite(tmp_path, SMALL[:4])
+    res = CliRunner().invoke(cli, ["verify-suite", str(csv_path), "--store", str(tmp_path / "r.db"), "--workers", "2",
+                                   "--results", str(tmp_path / "results.csv")])
+    assert "4 run now, 0 already stored" in res.output, res.output
+    assert _verdicts(tmp_path / "r.db") == {k: EXPECTED[k] for k in list(EXPECTED)[:4]}
