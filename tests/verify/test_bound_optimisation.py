@@ -217,3 +217,69 @@ def test_a_parent_of_a_larger_box_refines_every_sub_domain(tmp_path, monkeypatch
     assert torch.equal(results[True].pre_hi[1], results[False].pre_hi[1])
     assert bool((results[True].pre_hi[1] < root.pre_hi[1] - 1e-6).any())
 
+
+
+def _batch(tmp_path, seed: int, d: int = 24, per_node: int = 2):  # noqa: ANN202
+    """A network, ``d`` random boxes with ReLU splits through an anchor point, and their bounds."""
+    low = _mlp(tmp_path, seed)
+    rng = np.random.default_rng(seed)
+    lo = rng.uniform(-1, 0.5, (d, 3))
+    hi = lo + rng.uniform(0.05, 0.8, (d, 3))
+    anchor = lo + (hi - lo) * rng.random((d, 3))
+    splits = _splits_through(low, rng, anchor, per_node)
+    ts = [torch.as_tensor(s) for s in splits]
+    with torch.no_grad():
+        b = compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), splits=ts)
+    return low, rng, lo, hi, anchor, splits, ts, b
+
+
+def _optimised(low, b, c, d, ts, share: float, monkeypatch) -> tuple[np.ndarray, list[int]]:  # noqa: ANN001
+    """spec_lower with 12 alpha-beta steps and ``DROP_SHARE = share``: the bounds, and the number of
+    sub-domains of every backward pass it ran."""
+    from nnaudit.verify import alpha
+
+    sizes: list[int] = []
+    real = alpha.backward
+
+    def spy(low_, bounds, *args, **kwargs):  # noqa: ANN001, ANN202
+        sizes.append(bounds.x_lo.shape[0])
+        return real(low_, bounds, *args, **kwargs)
+
+    monkeypatch.setattr(alpha, "backward", spy)
+    monkeypatch.setattr(alpha, "DROP_SHARE", share)
+    with torch.enable_grad():
+        out = spec_lower(low, b, c, d, alpha_steps=12, splits=ts).lower.detach().numpy()
+    monkeypatch.undo()
+    return out, sizes
+
+
+@_S
+@given(seed=st.integers(0, 10_000), per_node=st.integers(0, 4))
+def test_proved_sub_domains_leave_the_optimiser_soundly(seed: int, per_node: int, tmp_path, monkeypatch) -> None:
+    """A sub-domain whose rows are all proved stops being optimised (verify.alpha._ascend): the
+    bounds still hold at every sampled point that satisfies the splits, and every sub-domain the
+    full optimisation proves with some margin is still proved."""
+    low, rng, lo, hi, anchor, splits, ts, b = _batch(tmp_path, seed, per_node=per_node)
+    c = torch.as_tensor(rng.normal(size=(2, 4)))
+    zero = torch.zeros(2, dtype=torch.float64)
+    full, _ = _optimised(low, b, c, zero, ts, 2.0, monkeypatch)        # DROP_SHARE 2: nothing ever leaves
+    d = torch.as_tensor(-np.median(full, axis=0))                      # about half the sub-domains proved
+    whole, _ = _optimised(low, b, c, d, ts, 2.0, monkeypatch)
+    pruned, sizes = _optimised(low, b, c, d, ts, 0.125, monkeypatch)
+    assert sizes[-1] == len(lo)                                        # the bound: every sub-domain, in float64
+    assert np.all(pruned[(whole > 1e-3).all(axis=1)] > 0)
+    for i in range(len(lo)):
+        pts = np.concatenate([anchor[i:i + 1], lo[i] + (hi[i] - lo[i]) * rng.random((2000, 3))])
+        ok = _satisfy(low, [s[i:i + 1] for s in splits], pts)
+        assert np.all(low.evaluate(pts[ok]) @ c.numpy().T + d.numpy() >= pruned[i] - 1e-9)
+
+
+def test_the_optimiser_runs_on_fewer_sub_domains_once_some_are_proved(tmp_path, monkeypatch) -> None:
+    low, rng, lo, hi, anchor, splits, ts, b = _batch(tmp_path, 11, d=64)
+    c = torch.as_tensor(rng.normal(size=(2, 4)))
+    full, _ = _optimised(low, b, c, torch.zeros(2, dtype=torch.float64), ts, 2.0, monkeypatch)
+    d = torch.as_tensor(-np.median(full, axis=0))
+    whole, every = _optimised(low, b, c, d, ts, 2.0, monkeypatch)
+    pruned, sizes = _optimised(low, b, c, d, ts, 0.125, monkeypatch)
+    assert set(every) == {64} and min(sizes) < 64 and sizes[-1] == 64
+    assert ((pruned > 0).all(axis=1) >= (whole > 1e-3).all(axis=1)).all()

@@ -47,8 +47,10 @@ class ReluBabResult:
 
 
 #: sub-domains bounded per pass of the search on a region's cone (a CIFAR-10 cell's 17,703 sub-domains:
-#: 13.9 s of CPU at 512, 18.3 s at 256; four quicker cells: 5.0 s at 512, 5.7 s at 256, 7.7 s at 48)
-BATCH = 512
+#: 13.9 s of CPU at 512, 18.3 s at 256; four quicker cells: 5.0 s at 512, 5.7 s at 256, 7.7 s at 48).
+#: 1024 since proved sub-domains leave a pass's optimisation early (verify.alpha): two cells of
+#: 26,573 and 26,863 sub-domains, two interleaved runs each, 118 s against 145 s at 512, same trees
+BATCH = 1024
 #: alpha-beta-CROWN iterations per batch (the search's default is 10): on the 9 CIFAR-10 cells of images
 #: 0-10 at step 0.05 x 2 that 10 left open in 20 s, 25 proved 2 (one in 1,257 sub-domains, 3.6 s) and
 #: lost none of the others; 40 and 80 proved the same one and no other (docs/regions.md)
