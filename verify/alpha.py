@@ -110,11 +110,13 @@ class _Active:
     :meth:`store` writes parameters and best iterate back into the batch's."""
 
     def __init__(self, work: LayerBounds, c: torch.Tensor, alphas: dict[int, torch.Tensor], betas: Betas,
-                 idx: torch.Tensor | None = None) -> None:
+                 idx: torch.Tensor | None = None, best: list[torch.Tensor] | None = None,
+                 best_val: torch.Tensor | None = None) -> None:
         self.work, self.c, self.alphas, self.betas = work, c, alphas, betas
         self.idx = torch.arange(c.shape[0]) if idx is None else idx
-        self.best = [p.detach().clone() for p in self.params]   # per row: the iterate with the best bound
-        self.best_val: torch.Tensor | None = None                # that bound (None: nothing scored yet)
+        # per row: the iterate with the best bound so far, and that bound (None: nothing scored yet)
+        self.best = [p.detach().clone() for p in self.params] if best is None else best
+        self.best_val = best_val
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -134,9 +136,8 @@ class _Active:
         cut = lambda t: t[rows] if t.ndim and t.shape[0] == d else t  # noqa: E731  (shared tensors stay)
         alphas = {k: a.detach()[rows].requires_grad_(True) for k, a in self.alphas.items()}
         betas = {k: (b.detach()[rows].requires_grad_(True), sign[rows]) for k, (b, sign) in self.betas.items()}
-        out = _Active(each(self.work, cut), self.c[rows], alphas, betas, self.idx[rows])
-        out.best, out.best_val = [b[rows] for b in self.best], None if self.best_val is None else self.best_val[rows]
-        return out
+        return _Active(each(self.work, cut), self.c[rows], alphas, betas, self.idx[rows], [b[rows] for b in self.best],
+                       None if self.best_val is None else self.best_val[rows])
 
     def store(self, into: _Active) -> None:
         """Write these parameters and best iterates into ``into``'s (the whole batch's)."""

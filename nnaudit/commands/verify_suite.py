@@ -44,8 +44,8 @@ def command(instances: str, results: str, store: str | None, scheduler: str | No
     from nnaudit.reports.store import ResultStore
 
     rows = read_instances(instances)
-    params = SuiteParams(timeout=timeout, seed=seed, device=_device(device, scheduler))
     config = ExecutorConfig.from_options(scheduler, workers)
+    params = SuiteParams(timeout=timeout, seed=seed, device=_device(device, config.scheduler))
     with tempfile.TemporaryDirectory() as tmp, ResultStore(store or Path(tmp) / "results.db") as db:
         digest = db.add_settings("verify", params.settings())
         jobs = suite_jobs(rows, params, digest, chunk=chunk)
@@ -65,16 +65,12 @@ def command(instances: str, results: str, store: str | None, scheduler: str | No
 
 
 def _device(device: str, scheduler: str | None) -> str:
-    """The device as the workers get it: with local processes checked on this machine (a GPU asked for
-    and missing is exit 2) and ``auto`` resolved; to a Dask cluster only its spelling is checked here,
-    and each worker resolves it (an error row where a worker lacks the GPU)."""
-    import os
-
+    """The device as the workers get it: with local processes (no ``scheduler``) checked on this
+    machine (a GPU asked for and missing is exit 2) and ``auto`` resolved; to a Dask cluster only its
+    spelling is checked here, and each worker resolves it (an error row where a worker lacks the GPU)."""
     from nnaudit.networks.devices import device_name, parse_device
 
-    if scheduler or os.environ.get("NNAUDIT_SCHEDULER"):
-        return parse_device(device)
-    return device_name(device)
+    return parse_device(device) if scheduler else device_name(device)
 
 
 def _summary(counts: dict[str, int], line: str, where: str, results: str) -> None:

@@ -32,6 +32,25 @@ def _splits(low, rng, anchor: np.ndarray) -> list[torch.Tensor]:
     return out
 
 
+def _problem(tmp_path, seed: int, n_dom: int, all_open: int | None = None):  # noqa: ANN001, ANN202
+    """A small net, ``n_dom`` random boxes with ReLU splits, 5 property rows, which rows are open
+    (every sub-domain has one; sub-domain ``all_open`` has them all) and the boxes' bounds:
+    ``(low, splits, c, d, open_rows, bounds)``."""
+    rng = np.random.default_rng(seed)
+    low = lower(load(verify_nets.mlp(tmp_path, seed % 7, (3, 8, 8, 4))))
+    r = 5
+    lo = rng.uniform(-1, 1, (n_dom, 3))
+    hi = lo + rng.uniform(0.01, 1.0, (n_dom, 3))
+    splits = _splits(low, rng, (lo + hi) / 2)
+    c, d = torch.as_tensor(rng.normal(size=(r, 4))), torch.as_tensor(rng.normal(size=r))
+    open_rows = rng.random((n_dom, r)) < 0.4
+    open_rows[np.arange(n_dom), rng.integers(0, r, n_dom)] = True
+    if all_open is not None:
+        open_rows[all_open] = True  # the batch then splits into groups
+    with torch.no_grad():
+        b = compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), splits=splits)
+    return low, splits, c, d, open_rows, b
+
 @_S
 @given(seed=st.integers(0, 10_000), steps=st.sampled_from([0, 4]), warm=st.booleans(), split=st.booleans())
 def test_open_rows_get_what_bounding_every_row_gives_them(seed: int, steps: int, warm: bool, split: bool,
@@ -42,18 +61,7 @@ def test_open_rows_get_what_bounding_every_row_gives_them(seed: int, steps: int,
     # every sub-domain optimised to the last step: which ones leave early depends on the rows
     # bounded (see the test below for what holds with them leaving)
     monkeypatch.setattr(alpha, "DROP_SHARE", 2.0)
-    rng = np.random.default_rng(seed)
-    low = lower(load(verify_nets.mlp(tmp_path, seed % 7, (3, 8, 8, 4))))
-    n_dom, r = 9, 5
-    lo = rng.uniform(-1, 1, (n_dom, 3))
-    hi = lo + rng.uniform(0.01, 1.0, (n_dom, 3))
-    splits = _splits(low, rng, (lo + hi) / 2)
-    c, d = torch.as_tensor(rng.normal(size=(r, 4))), torch.as_tensor(rng.normal(size=r))
-    open_rows = rng.random((n_dom, r)) < 0.4
-    open_rows[np.arange(n_dom), rng.integers(0, r, n_dom)] = True  # every sub-domain has an open row
-    open_rows[0] = True  # and one has them all: the batch splits into groups
-    with torch.no_grad():
-        b = compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), splits=splits)
+    low, splits, c, d, open_rows, b = _problem(tmp_path, seed, 9, all_open=0)
     kw = dict(alpha_steps=steps, record=True, splits=splits)
     if warm and steps:  # a warm start of every row, as a parent's state gives it
         with torch.enable_grad():
@@ -97,17 +105,7 @@ def test_open_rows_are_proved_as_bounding_every_row_proves_them(seed: int, split
     from nnaudit.verify import rowpack
 
     monkeypatch.setattr(rowpack, "CALL_COST", 0 if split else 10 ** 6)
-    rng = np.random.default_rng(seed)
-    low = lower(load(verify_nets.mlp(tmp_path, seed % 7, (3, 8, 8, 4))))
-    n_dom, r = 24, 5
-    lo = rng.uniform(-1, 1, (n_dom, 3))
-    hi = lo + rng.uniform(0.01, 1.0, (n_dom, 3))
-    splits = _splits(low, rng, (lo + hi) / 2)
-    c, d = torch.as_tensor(rng.normal(size=(r, 4))), torch.as_tensor(rng.normal(size=r))
-    open_rows = rng.random((n_dom, r)) < 0.4
-    open_rows[np.arange(n_dom), rng.integers(0, r, n_dom)] = True
-    with torch.no_grad():
-        b = compute_bounds(low, torch.as_tensor(lo), torch.as_tensor(hi), splits=splits)
+    low, splits, c, d, open_rows, b = _problem(tmp_path, seed, 24)
     with torch.enable_grad():
         every = spec_lower(low, b, c, d, alpha_steps=8, splits=splits).lower
         some = spec_lower_open(low, b, c, d, open_rows, alpha_steps=8, splits=splits).lower

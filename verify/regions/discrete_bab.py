@@ -143,7 +143,7 @@ class _Boxes:
         lower = res.lower.cpu().numpy()
         cols = self.columns()
         width = (hi - lo)[:, cols]
-        coef = np.abs(res.a_in.cpu().numpy()[:, :, cols])                        # (D, r, p)
+        coef = np.abs(res.a_in.cpu().numpy()[:, :, cols])                  # (D, r, p)
         coef = np.where((lower <= BOUND_TOL)[:, :, None], coef, 0.0).max(axis=1)
         return lower, coef * width, width
 
